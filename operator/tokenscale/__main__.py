@@ -1,0 +1,5 @@
+"""``python -m tokenscale`` runs the command line."""
+
+from tokenscale.cli.main import app
+
+app()

@@ -1,0 +1,1 @@
+"""The DisaggregatedInferenceService API: pydantic models, the one source of the CRD schema."""

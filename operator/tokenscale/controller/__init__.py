@@ -1,0 +1,1 @@
+"""The kopf operator: the only place kopf is imported."""

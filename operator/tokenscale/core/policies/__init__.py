@@ -1,0 +1,1 @@
+"""Scaling policies, one module each, chosen by name from `tokenscale.core.policies.registry`."""

@@ -1,0 +1,1 @@
+"""The discrete-event simulator of a PD cluster, traces, profiles and the real-time twin."""
