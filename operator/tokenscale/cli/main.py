@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import generate, run
+from tokenscale.cli import devcluster, generate, run
 
 app = typer.Typer(
     name="tokenscale",
@@ -17,6 +17,7 @@ app = typer.Typer(
 
 app.command("generate")(generate.generate)
 app.command("run")(run.run)
+app.add_typer(devcluster.app, name="dev-cluster")
 
 
 @app.command("crd")
