@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from tokenscale.controller import runner
-from tokenscale.controller.settings import LogFormat, OperatorSettings
+from tokenscale.controller.settings import ANY_ADDRESS, LogFormat, OperatorSettings
 
 __all__ = ["run"]
 
@@ -22,6 +22,7 @@ def _networks(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6
 
 
 def run(
+    *,
     namespace: Annotated[
         list[str] | None,
         typer.Option(
@@ -82,6 +83,6 @@ def run(
         priority=priority,
         scrape_timeout_seconds=scrape_timeout_seconds,
         event_repeat_seconds=event_repeat_seconds,
-        **({"allowed_scrape_cidrs": _networks(allowed_cidr)} if allowed_cidr else {}),
+        allowed_scrape_cidrs=_networks(allowed_cidr) if allowed_cidr else ANY_ADDRESS,
     )
     runner.run_operator(settings)

@@ -108,9 +108,10 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.update(*resource, field="spec", registry=registry)
     async def validate(
-        body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, namespace: str, **_: Any
+        *, body: kopf.Body, spec: kopf.Spec, meta: kopf.Meta, status: kopf.Status, namespace: str | None, **_: Any
     ) -> None:
-        generation = meta.get("generation")
+        namespace = namespace or ""
+        generation = int(meta.get("generation") or 0)
         events = _KopfEvents(body)
         try:
             config = parse_service(spec=dict(spec), generation=generation)
@@ -135,22 +136,24 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.daemon(*resource, registry=registry, cancellation_timeout=10.0)
     async def ticks(
+        *,
         stopped: kopf.DaemonStopped,
         body: kopf.Body,
         meta: kopf.Meta,
         spec: kopf.Spec,
         status: kopf.Status,
-        namespace: str,
+        namespace: str | None,
         name: str,
         uid: str,
         **_: Any,
     ) -> None:
+        namespace = namespace or ""
         memory = runtime.memories.setdefault(uid, ServiceMemory())
         config: ServiceConfig | None = None
         loop = asyncio.get_running_loop()
         while not stopped:
             started = loop.time()
-            generation = meta.get("generation")  # body, meta and spec are live views of the resource
+            generation = int(meta.get("generation") or 0)  # body, meta and spec are live views of the resource
             if config is None or config.generation != generation:
                 try:
                     config = parse_service(spec=dict(spec), generation=generation)
@@ -181,8 +184,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.delete(*resource, registry=registry)
     async def restore_on_delete(
-        body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, uid: str, **_: Any
+        *, body: kopf.Body, spec: kopf.Spec, namespace: str | None, name: str, uid: str, **_: Any
     ) -> None:
+        namespace = namespace or ""
         runtime.memories.pop(uid, None)
         runtime.metrics.forget_service(namespace=namespace, name=name)
         try:
@@ -199,7 +203,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
 
 async def _report_invalid(
-    runtime: Runtime, *, body: kopf.Body, status: kopf.Status, message: str, generation: int | None
+    runtime: Runtime, *, body: kopf.Body, status: kopf.Status, message: str, generation: int
 ) -> None:
     events = _KopfEvents(body)
     events.post(type_="Warning", reason="InvalidSpec", message=message[:1000])

@@ -16,7 +16,7 @@ The adapters are `typing.Protocol` arguments, so tests and the benchmark run a t
 from __future__ import annotations
 
 import asyncio
-import collections
+import bisect
 import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -122,6 +122,10 @@ class TickPorts:
     event_repeat_seconds: float = 60.0
 
 
+def _timestamp(sample: EngineSample) -> float:
+    return sample.timestamp_seconds
+
+
 def scale_in_victims(*, pods: Sequence[PodView], count: int, keep: frozenset[str] = frozenset()) -> list[str]:
     """The ``count`` pods a scale-in should remove: never converted ones (nor ``keep``), not-Ready before Ready,
     then the least loaded (running + waiting requests, then KV usage), then by name for a stable order."""
@@ -214,7 +218,7 @@ class _Tick:
             for pod in role_pods:
                 result = results.get(pod.name) if pod.pod_ip else ScrapeFailure("NoPodIP", "the pod has no IP yet")
                 if isinstance(result, EngineSample):
-                    self.memory.histories.setdefault(pod.name, collections.deque()).append(result)
+                    self.memory.histories.setdefault(pod.name, []).append(result)
                     failure = None
                 else:
                     failure = result or ScrapeFailure("NotScraped", "the scraper returned no result for the pod")
@@ -239,15 +243,18 @@ class _Tick:
                 del histories[pod]
                 continue
             history = histories[pod]
-            while history and history[0].timestamp_seconds < oldest_seconds:
-                history.popleft()
+            stale = bisect.bisect_left(history, oldest_seconds, key=_timestamp)
+            if stale:
+                del history[:stale]
 
-    async def _write(self, operation: str, description: str, coroutine: Awaitable[object]) -> bool:
+    async def _write(self, operation: str, target: str, coroutine: Awaitable[object]) -> bool:
+        """Await one write; a failure is recorded (condition, Event, metric) and retried by the next tick."""
         try:
             await coroutine
         except (kube_errors.ApiError, kube_errors.NotScalableError) as exc:
             code = f"{operation.title().replace('_', '')}Failed"
-            self.failures.append(report.Failure(code=code, message=f"{description}: {exc}"))
+            description = f"{operation.replace('_', ' ')} {target}"
+            self.failures.append(report.Failure(code=code, target=target, message=f"{description}: {exc}"))
             self.ports.metrics.actuation_errors.labels(self.namespace, self.name, operation, code).inc()
             logger.warning("%s/%s: %s failed, retried next tick: %s", self.namespace, self.name, description, exc)
             return False
@@ -270,7 +277,7 @@ class _Tick:
                     labels={label.key: label.decode},
                     annotations={kube_pods.CONVERTED_AT_ANNOTATION: None, kube_pods.DELETION_COST_ANNOTATION: None},
                 )
-                if await self._write("restore", f"restore {pod}", patch):
+                if await self._write("restore", pod, patch):
                     self.actions.append(report.Action(kind="restore", role=Role.DECODE, pod=pod))
             for pod in decision.convert_pods:
                 patch = cluster.patch_pod(
@@ -282,7 +289,7 @@ class _Tick:
                         kube_pods.DELETION_COST_ANNOTATION: str(CONVERTED_DELETION_COST),
                     },
                 )
-                if await self._write("convert", f"convert {pod}", patch):
+                if await self._write("convert", pod, patch):
                     self.actions.append(report.Action(kind="convert", role=Role.DECODE, pod=pod))
 
         wanted = {Role.PREFILL: decision.prefill_replicas, Role.DECODE: decision.decode_replicas}
@@ -297,7 +304,7 @@ class _Tick:
                 )
                 await self._mark_victims(role=role, victims=frozenset(victims))
             write = cluster.write_scale(namespace=self.namespace, ref=self.refs[role], replicas=wanted[role])
-            if await self._write("scale", f"scale {self.refs[role]} to {wanted[role]}", write):
+            if await self._write("scale", str(self.refs[role]), write):
                 self.actions.append(
                     report.Action(kind="scale", role=role, from_replicas=current, to_replicas=wanted[role])
                 )
@@ -313,7 +320,7 @@ class _Tick:
             patch = self.ports.cluster.patch_pod(
                 namespace=self.namespace, name=pod.name, annotations={kube_pods.DELETION_COST_ANNOTATION: value}
             )
-            await self._write("deletion_cost", f"set the deletion cost of {pod.name}", patch)
+            await self._write("deletion_cost", pod.name, patch)
 
 
 async def run_tick(

@@ -57,9 +57,10 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A write that failed: a CamelCase code and what failed."""
+    """A write that failed: a CamelCase code, what it wrote to, and the error."""
 
     code: str
+    target: str
     message: str
 
 
@@ -168,7 +169,7 @@ class StatusBuilder:
     def target_problem(self, *, reason: str, message: str) -> None:
         """A scale target could not be read: nothing observed, nothing actuated."""
         self._problem = (reason, message)
-        self._post("Warning", reason, message, dedup=True)
+        self._post("Warning", reason, message, dedup=message)
 
     def decided(
         self,
@@ -192,10 +193,13 @@ class StatusBuilder:
 
     # -- events ---------------------------------------------------------------------------------------------
 
-    def _post(self, type_: Literal["Normal", "Warning"], reason: str, message: str, *, dedup: bool) -> None:
+    def _post(
+        self, type_: Literal["Normal", "Warning"], reason: str, message: str, *, dedup: str | None = None
+    ) -> None:
+        """Post an Event; with ``dedup``, not again within ``event_repeat_seconds`` for the same (reason, dedup)."""
         message = message[:_MAX_MESSAGE]
-        if dedup:
-            key = (reason, message)
+        if dedup is not None:
+            key = (reason, dedup)
             last = self._memory.posted_events.get(key)
             if last is not None and self._now - last < self._ports.event_repeat_seconds:
                 return
@@ -212,12 +216,12 @@ class StatusBuilder:
         for action in self._actions:
             if action.kind == "scale":
                 text = f"{action.role.value} {action.from_replicas} -> {action.to_replicas} replicas ({why})"
-                self._post("Normal", "Scale", text, dedup=False)
+                self._post("Normal", "Scale", text)
             else:
                 verb = "converted to take prefill work" if action.kind == "convert" else "restored to decode only"
-                self._post("Normal", action.kind.title(), f"pod {action.pod} {verb} ({why})", dedup=False)
+                self._post("Normal", action.kind.title(), f"pod {action.pod} {verb} ({why})")
         for failure in self._failures:
-            self._post("Warning", failure.code, failure.message, dedup=True)
+            self._post("Warning", failure.code, failure.message, dedup=failure.target)
         if self._conversion_refused:
             key = self._config.role_label.key
             self._post(
@@ -225,7 +229,7 @@ class StatusBuilder:
                 "RoleLabelInSelector",
                 f"not converting or restoring pods: the decode workload's selector {decode_selector!r} includes the "
                 f"role label {key}, so flipping it would orphan the pod; select the workload without {key}",
-                dedup=True,
+                dedup=decode_selector,
             )
         if self._blocked is not None:
             wanted = self._would_do(decision)
@@ -235,12 +239,12 @@ class StatusBuilder:
                     "ScalingConflict",
                     f"not actuating: {'; '.join(self._owners)}; remove the other autoscaler"
                     + (f" (would {wanted})" if wanted else ""),
-                    dedup=True,
+                    dedup="; ".join(self._owners),
                 )
             elif wanted:
-                self._post("Normal", "DryRun", f"dry run, not actuated: would {wanted} ({why})", dedup=True)
+                self._post("Normal", "DryRun", f"dry run, not actuated: would {wanted} ({why})", dedup=wanted)
         if decision.action is DecisionAction.HOLD:
-            self._post("Normal", "Hold", why, dedup=True)
+            self._post("Normal", "Hold", why, dedup=" ".join(r.code for r in decision.reasons))
 
     def _would_do(self, decision: Decision) -> str:
         parts = []

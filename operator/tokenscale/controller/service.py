@@ -86,7 +86,7 @@ class ServiceMemory:
     generation: int | None = None
     """Generation the policy state was built for; a new spec starts the policy afresh."""
     state: decide.ControllerState | None = None
-    histories: dict[str, collections.deque[EngineSample]] = field(default_factory=dict)
+    histories: dict[str, list[EngineSample]] = field(default_factory=dict)
     """Recent samples per pod name, oldest first, trimmed to the rate window."""
     decisions: collections.deque[v1alpha1.DecisionRecord] = field(
         default_factory=lambda: collections.deque(maxlen=v1alpha1.MAX_DECISION_HISTORY)

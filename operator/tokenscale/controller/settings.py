@@ -10,7 +10,12 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LogFormat", "OperatorSettings"]
+__all__ = ["ANY_ADDRESS", "LogFormat", "OperatorSettings"]
+
+ANY_ADDRESS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.ip_network("0.0.0.0/0"),
+    ipaddress.ip_network("::/0"),
+)
 
 
 class LogFormat(enum.StrEnum):
@@ -49,9 +54,7 @@ class OperatorSettings:
     """Peering priority; among replicas of one peering the highest acts. Replicas of equal priority all pause
     (kopf refuses to guess), so give replicas distinct priorities."""
 
-    allowed_scrape_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
-        ipaddress.ip_network("0.0.0.0/0"),
-    )
+    allowed_scrape_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ANY_ADDRESS
     """Pod IPs the operator may scrape; a pod outside them is *unknown* (never idle). Tests pass 127.0.0.0/8."""
 
     scrape_timeout_seconds: float = 0.5

@@ -69,7 +69,7 @@ def serve(server: FakeApiServer, tmp_path: Path) -> Iterator[kube_client.client.
             self.end_headers()
             self.wfile.write(payload)
 
-        do_GET = do_PUT = do_PATCH = do_POST = _handle
+        do_GET = do_PUT = do_PATCH = do_POST = _handle  # noqa: N815 (http.server dispatches on these names)
 
         def log_message(self, format: str, *args: Any) -> None:
             del format, args

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.unit.kube.fake_apiserver import FakeApiServer, Request, serve
+
 from tokenscale.kube import discovery, errors, scale
 
 APPS_V1 = {
