@@ -1,10 +1,12 @@
 """Fake engines for the operator's integration tests: every pod of a namespace gets a vLLM-format /metrics
 server on its own 127.1.x.y pod IP and the spec's metrics port, with counters the test drives.
 
-The test sets a load (token rates, queue, KV usage) per workload (the pods' ``app`` label); each pod's counters
-advance at those rates in real time, so the operator's rate windows see exactly those rates. A workload can
-also be made to fail (HTTP 503) to simulate a metrics outage. The fleet polls the pods of its namespace and
-starts or stops servers as pods come and go (pod IPs are recycled, so a gone pod's listener is closed).
+The test sets a load per workload (the pods' ``app`` label): token and request rates, queue and running
+requests are totals for the workload, shared evenly by its pods (so scaling out spreads the same load, as a
+router would); KV usage is per pod. Each pod's counters advance at its share in real time, so the operator's
+rate windows see exactly those rates. A workload can also fail (HTTP 503): a metrics outage. The fleet polls
+the pods of its namespace and starts or stops servers as pods come and go (pod IPs are recycled, so a gone
+pod's listener is closed).
 """
 
 from __future__ import annotations
@@ -81,13 +83,15 @@ LENGTH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 2
 
 @dataclass(frozen=True)
 class EngineLoad:
-    """What one engine pod is doing: rates advance its counters, gauges are reported as they are."""
+    """What a workload is doing (totals over its pods, but for the per-pod KV usage and latencies)."""
 
     prompt_tokens_per_second: float = 0.0
     generation_tokens_per_second: float = 0.0
     requests_per_second: float = 0.0
     """Requests finishing per second; each adds one observation to the length and latency histograms."""
     requests_waiting: float = 0.0
+    """Waiting requests when the load is set; they then grow at ``waiting_growth_per_second``."""
+    waiting_growth_per_second: float = 0.0
     requests_running: float = 0.0
     kv_cache_usage_ratio: float = 0.0
     prompt_tokens_per_request: float = 1000.0
@@ -97,6 +101,19 @@ class EngineLoad:
     kv_cache_capacity_tokens: int = 500_000
     healthy: bool = True
     """False: /metrics answers 503 (a metrics outage)."""
+
+    def share(self, pods: int) -> EngineLoad:
+        """One pod's part of the workload's load when ``pods`` pods share it."""
+        n = max(pods, 1)
+        return dataclasses.replace(
+            self,
+            prompt_tokens_per_second=self.prompt_tokens_per_second / n,
+            generation_tokens_per_second=self.generation_tokens_per_second / n,
+            requests_per_second=self.requests_per_second / n,
+            requests_waiting=self.requests_waiting / n,
+            waiting_growth_per_second=self.waiting_growth_per_second / n,
+            requests_running=self.requests_running / n,
+        )
 
 
 @dataclass
@@ -129,6 +146,7 @@ class _Engine(Collector):
         self._lock = threading.Lock()
         self.load = load
         self._last = time.monotonic()
+        self.waiting = load.requests_waiting
         self.prompt_tokens = 0.0
         self.generation_tokens = 0.0
         self.requests = 0.0
@@ -137,10 +155,12 @@ class _Engine(Collector):
         self.prompt_lengths = _Histogram(LENGTH_BUCKETS)
         self.generation_lengths = _Histogram(LENGTH_BUCKETS)
 
-    def set_load(self, load: EngineLoad) -> None:
+    def set_load(self, load: EngineLoad, *, reset_waiting: bool) -> None:
         with self._lock:
             self._advance()
             self.load = load
+            if reset_waiting:
+                self.waiting = load.requests_waiting
 
     def _advance(self) -> None:
         now = time.monotonic()
@@ -148,6 +168,7 @@ class _Engine(Collector):
         load = self.load
         self.prompt_tokens += load.prompt_tokens_per_second * elapsed
         self.generation_tokens += load.generation_tokens_per_second * elapsed
+        self.waiting = max(0.0, self.waiting + load.waiting_growth_per_second * elapsed)
         finished = load.requests_per_second * elapsed
         self.requests += finished
         if finished > 0:
@@ -163,7 +184,7 @@ class _Engine(Collector):
             labels = ["engine", "model_name"]
             for name, doc, value in (
                 ("vllm:num_requests_running", "Number of requests in model execution batches.", load.requests_running),
-                ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", load.requests_waiting),
+                ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", self.waiting),
                 ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", load.kv_cache_usage_ratio),
             ):
                 gauge = GaugeMetricFamily(name, doc, labels=labels)
@@ -245,12 +266,16 @@ class FakeEngineFleet:
         self._thread = threading.Thread(target=self._loop, name="fake-engine-fleet", daemon=True)
 
     def set_load(self, app: str, load: EngineLoad) -> None:
-        """Every pod of workload ``app`` (now and later) does ``load`` from now on."""
+        """Workload ``app``'s pods (now and later) share ``load`` from now on."""
         with self._lock:
             self._loads[app] = load
-            for running in self._running.values():
-                if running.app == app:
-                    running.engine.set_load(load)
+            self._share(app, reset_waiting=True)
+
+    def _share(self, app: str, *, reset_waiting: bool) -> None:
+        members = [running for running in self._running.values() if running.app == app]
+        load = self._loads.get(app, EngineLoad())
+        for running in members:
+            running.engine.set_load(load.share(len(members)), reset_waiting=reset_waiting)
 
     def update_load(self, app: str, **changes: Any) -> None:
         """Change some fields of workload ``app``'s load."""
@@ -269,13 +294,16 @@ class FakeEngineFleet:
         ]
         wanted = {pod.name: pod for pod in pods}
         with self._lock:
+            changed: set[str] = set()
             for name in [n for n, r in self._running.items() if n not in wanted or wanted[n].pod_ip != r.pod_ip]:
-                self._shutdown(self._running.pop(name))
+                gone = self._running.pop(name)
+                changed.add(gone.app)
+                self._shutdown(gone)
             for name, pod in wanted.items():
                 if name in self._running or pod.pod_ip is None:
                     continue
                 app = pod.labels.get(APP_LABEL, "")
-                engine = _Engine(self._loads.get(app, EngineLoad()))
+                engine = _Engine(EngineLoad())
                 try:
                     server = _server(pod.pod_ip, self._port, engine)
                 except OSError:
@@ -283,6 +311,9 @@ class FakeEngineFleet:
                 thread = threading.Thread(target=server.serve_forever, name=f"engine-{name}", daemon=True)
                 thread.start()
                 self._running[name] = _Running(app=app, pod_ip=pod.pod_ip, engine=engine, server=server, thread=thread)
+                changed.add(app)
+            for app in changed:
+                self._share(app, reset_waiting=False)
 
     @staticmethod
     def _shutdown(running: _Running) -> None:
