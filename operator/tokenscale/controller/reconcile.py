@@ -126,11 +126,26 @@ def _timestamp(sample: EngineSample) -> float:
     return sample.timestamp_seconds
 
 
-def scale_in_victims(*, pods: Sequence[PodView], count: int, keep: frozenset[str] = frozenset()) -> list[str]:
-    """The ``count`` pods a scale-in should remove: never converted ones (nor ``keep``), not-Ready before Ready,
-    then the least loaded (running + waiting requests, then KV usage), then by name for a stable order."""
+def scale_in_victims(
+    *,
+    pods: Sequence[PodView],
+    count: int,
+    keep: frozenset[str] = frozenset(),
+    withdrawn: frozenset[str] = frozenset(),
+) -> list[str]:
+    """The ``count`` pods a scale-in should remove: never converted ones (nor ``keep``); withdrawn ones (soft
+    scale-in) first, then not-Ready before Ready, then the least loaded (running + waiting requests, then KV
+    usage), then by name for a stable order."""
     candidates = [p for p in pods if p.serving_role is not ServingRole.CONVERTED and p.name not in keep]
-    candidates.sort(key=lambda p: (p.ready, p.requests_running + p.requests_waiting, p.kv_cache_usage_ratio, p.name))
+    candidates.sort(
+        key=lambda p: (
+            p.name not in withdrawn,
+            p.ready,
+            p.requests_running + p.requests_waiting,
+            p.kv_cache_usage_ratio,
+            p.name,
+        )
+    )
     return [p.name for p in candidates[: max(count, 0)]]
 
 
@@ -292,6 +307,8 @@ class _Tick:
                 if await self._write("convert", pod, patch):
                     self.actions.append(report.Action(kind="convert", role=Role.DECODE, pod=pod))
 
+        await self._withdraw_and_rejoin(decision)
+
         wanted = {Role.PREFILL: decision.prefill_replicas, Role.DECODE: decision.decode_replicas}
         views = {Role.PREFILL: observation.prefill.pods, Role.DECODE: observation.decode.pods}
         changing = [role for role in (Role.PREFILL, Role.DECODE) if wanted[role] != self.scales[role].spec_replicas]
@@ -300,7 +317,10 @@ class _Tick:
             current = self.scales[role].spec_replicas
             if wanted[role] < current:
                 victims = scale_in_victims(
-                    pods=views[role], count=current - wanted[role], keep=frozenset(decision.convert_pods)
+                    pods=views[role],
+                    count=current - wanted[role],
+                    keep=frozenset(decision.convert_pods),
+                    withdrawn=self._withdrawn(role) | frozenset(decision.withdraw_pods),
                 )
                 await self._mark_victims(role=role, victims=frozenset(victims))
             write = cluster.write_scale(namespace=self.namespace, ref=self.refs[role], replicas=wanted[role])
@@ -309,12 +329,44 @@ class _Tick:
                     report.Action(kind="scale", role=role, from_replicas=current, to_replicas=wanted[role])
                 )
 
+    def _role_of(self, pod: str) -> Role:
+        return Role.PREFILL if any(p.name == pod for p in self.pods[Role.PREFILL]) else Role.DECODE
+
+    def _withdrawn(self, role: Role) -> frozenset[str]:
+        return frozenset(p.name for p in self.pods[role] if kube_pods.WITHDRAWN_AT_ANNOTATION in p.annotations)
+
+    async def _withdraw_and_rejoin(self, decision: Decision) -> None:
+        """Soft scale-in: a withdrawn pod is marked (time and lowest deletion cost) so that it is the first one
+        removed; a rejoining pod is unmarked. Taking it out of the router's rotation is the router's part: the
+        operator publishes the mark, it does not reconfigure routers."""
+        for pod in decision.rejoin_pods:
+            patch = self.ports.cluster.patch_pod(
+                namespace=self.namespace,
+                name=pod,
+                annotations={kube_pods.WITHDRAWN_AT_ANNOTATION: None, kube_pods.DELETION_COST_ANNOTATION: None},
+            )
+            if await self._write("rejoin", pod, patch):
+                self.actions.append(report.Action(kind="rejoin", role=self._role_of(pod), pod=pod))
+        for pod in decision.withdraw_pods:
+            patch = self.ports.cluster.patch_pod(
+                namespace=self.namespace,
+                name=pod,
+                annotations={
+                    kube_pods.WITHDRAWN_AT_ANNOTATION: kube_pods.format_time(self.now_seconds),
+                    kube_pods.DELETION_COST_ANNOTATION: str(VICTIM_DELETION_COST),
+                },
+            )
+            if await self._write("withdraw", pod, patch):
+                self.actions.append(report.Action(kind="withdraw", role=self._role_of(pod), pod=pod))
+
     async def _mark_victims(self, *, role: Role, victims: frozenset[str]) -> None:
-        """Give the victims the lowest deletion cost, and take it back from earlier victims still there."""
+        """Give the victims the lowest deletion cost, and take it back from earlier victims still there (but
+        withdrawn pods, which keep theirs until they rejoin)."""
         victim_cost = str(VICTIM_DELETION_COST)
+        withdrawn = self._withdrawn(role)
         for pod in self.pods[role]:
             marked = pod.annotations.get(kube_pods.DELETION_COST_ANNOTATION) == victim_cost
-            if (pod.name in victims) == marked:
+            if (pod.name in victims) == marked or pod.name in withdrawn:
                 continue
             value = victim_cost if pod.name in victims else None
             patch = self.ports.cluster.patch_pod(

@@ -48,7 +48,7 @@ _MAX_MESSAGE = 1000
 class Action:
     """A write the tick made: a /scale change or one pod's conversion or restore."""
 
-    kind: Literal["scale", "convert", "restore"]
+    kind: Literal["scale", "convert", "restore", "withdraw", "rejoin"]
     role: Role
     pod: str | None = None
     from_replicas: int | None = None
@@ -218,7 +218,12 @@ class StatusBuilder:
                 text = f"{action.role.value} {action.from_replicas} -> {action.to_replicas} replicas ({why})"
                 self._post("Normal", "Scale", text)
             else:
-                verb = "converted to take prefill work" if action.kind == "convert" else "restored to decode only"
+                verb = {
+                    "convert": "converted to take prefill work",
+                    "restore": "restored to decode only",
+                    "withdraw": "withdrawn (soft scale-in): removed first when its workload shrinks",
+                    "rejoin": "rejoined (soft scale-in aborted)",
+                }[action.kind]
                 self._post("Normal", action.kind.title(), f"pod {action.pod} {verb} ({why})")
         for failure in self._failures:
             self._post("Warning", failure.code, failure.message, dedup=failure.target)

@@ -38,7 +38,8 @@ ACTION = "action"
 REASON = "reason"
 """A stable CamelCase reason code (the decision's or the failure's)."""
 OPERATION = "operation"
-"""A write the operator makes: ``scale``, ``convert``, ``restore``, ``deletion_cost``, ``status``."""
+"""A write the operator makes: ``scale``, ``convert``, ``restore``, ``withdraw``, ``rejoin``, ``deletion_cost``,
+``status``."""
 
 _SERVICE = (NAMESPACE, NAME)
 

@@ -20,6 +20,7 @@ from tokenscale.kube import rest
 __all__ = [
     "CONVERTED_AT_ANNOTATION",
     "DELETION_COST_ANNOTATION",
+    "WITHDRAWN_AT_ANNOTATION",
     "PodInfo",
     "format_time",
     "list_pods",
@@ -29,6 +30,8 @@ __all__ = [
 
 CONVERTED_AT_ANNOTATION = "tokenscale.io/converted-at"
 """RFC 3339 time at which the operator converted this decode pod; absent when not converted."""
+WITHDRAWN_AT_ANNOTATION = "tokenscale.io/withdrawn-at"
+"""RFC 3339 time at which a soft scale-in withdrew this pod; it is removed first when its workload shrinks."""
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 """ReplicaSets delete the pods of lowest cost first (Kubernetes >= 1.22)."""
 

@@ -311,20 +311,28 @@ def _view(name: str, *, ready: bool = True, running: float = 0.0, converted: boo
     )
 
 
+NONE: frozenset[str] = frozenset()
+
+
 @pytest.mark.parametrize(
-    ("pods", "count", "keep", "victims"),
+    ("pods", "count", "keep", "withdrawn", "victims"),
     [
-        pytest.param([_view("a", running=5), _view("b", running=1)], 1, frozenset(), ["b"], id="least-loaded-first"),
+        pytest.param([_view("a", running=5), _view("b", running=1)], 1, NONE, NONE, ["b"], id="least-loaded-first"),
         pytest.param(
-            [_view("a", running=5), _view("b", running=1, converted=True)], 1, frozenset(), ["a"], id="never-converted"
+            [_view("a", running=5), _view("b", running=1)], 1, NONE, frozenset({"a"}), ["a"], id="withdrawn-first"
         ),
         pytest.param(
-            [_view("a", running=0), _view("b", running=9, ready=False)], 1, frozenset(), ["b"], id="not-ready-first"
+            [_view("a", running=5), _view("b", running=1, converted=True)], 1, NONE, NONE, ["a"], id="never-converted"
         ),
-        pytest.param([_view("a"), _view("b", running=1)], 1, frozenset({"a"}), ["b"], id="kept-pods-excluded"),
-        pytest.param([_view("a"), _view("b")], 5, frozenset(), ["a", "b"], id="no-more-than-exist"),
-        pytest.param([_view("a")], 0, frozenset(), [], id="none-asked"),
+        pytest.param(
+            [_view("a", running=0), _view("b", running=9, ready=False)], 1, NONE, NONE, ["b"], id="not-ready-first"
+        ),
+        pytest.param([_view("a"), _view("b", running=1)], 1, frozenset({"a"}), NONE, ["b"], id="kept-pods-excluded"),
+        pytest.param([_view("a"), _view("b")], 5, NONE, NONE, ["a", "b"], id="no-more-than-exist"),
+        pytest.param([_view("a")], 0, NONE, NONE, [], id="none-asked"),
     ],
 )
-def test_scale_in_victims(pods: list[PodView], count: int, keep: frozenset[str], victims: list[str]) -> None:
-    assert reconcile.scale_in_victims(pods=pods, count=count, keep=keep) == victims
+def test_scale_in_victims(
+    pods: list[PodView], count: int, keep: frozenset[str], withdrawn: frozenset[str], victims: list[str]
+) -> None:
+    assert reconcile.scale_in_victims(pods=pods, count=count, keep=keep, withdrawn=withdrawn) == victims
