@@ -108,15 +108,15 @@ def histogram_delta(histograms: Sequence[Histogram]) -> Histogram | None:
         return None
     bounds = histograms[-1].bucket_upper_bounds
     start = len(histograms) - 1
-    while start > 0 and histograms[start - 1].bucket_upper_bounds == bounds:
+    while start > 0 and ((earlier := histograms[start - 1].bucket_upper_bounds) is bounds or earlier == bounds):
         start -= 1
-    run = histograms[start:]
-    if len(run) < 2:
+    if start > len(histograms) - 2:
         return None
-    first = run[0]
+    first = histograms[start]
     segment_lasts: list[Histogram] = []
     previous = first
-    for histogram in run[1:]:
+    for index in range(start + 1, len(histograms)):
+        histogram = histograms[index]
         if histogram.count < previous.count:
             segment_lasts.append(previous)
         previous = histogram
