@@ -17,6 +17,7 @@ docs/algorithms.md §Windows.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -45,10 +46,13 @@ def _timestamp(sample: EngineSample) -> float:
 def samples_in_window(
     *, samples: Sequence[EngineSample], now_seconds: float, window_seconds: float
 ) -> Sequence[EngineSample]:
-    """The samples (ascending by time) with ``now - window <= timestamp <= now``; O(log n) by bisection."""
+    """The samples (ascending by time) with ``now - window <= timestamp <= now``, found by bisection.
+
+    Any indexable sequence works, a ``collections.deque`` with ``maxlen`` included (it cannot be sliced).
+    """
     low = bisect.bisect_left(samples, now_seconds - window_seconds - _EPSILON_SECONDS, key=_timestamp)
     high = bisect.bisect_right(samples, now_seconds + _EPSILON_SECONDS, key=_timestamp)
-    return samples[low:high]
+    return list(itertools.islice(samples, low, high))
 
 
 def counter_increase(values: Sequence[float]) -> float:
