@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
+import subprocess
 from urllib.parse import urlsplit
 
 import pytest
-from tests.integration.conftest import SESSION_NODES
+from tests.integration.conftest import ROOT, SESSION_NODES
 
 from tokenscale.devcluster import cluster, components, nodes
 from tokenscale.devcluster.kubectl import Kubectl
@@ -54,3 +57,27 @@ def test_second_start_in_the_same_home_is_refused_and_leaves_the_cluster_running
         cluster.start_cluster(home=dev_cluster.state.home, fake_nodes=SESSION_NODES, binaries=dev_cluster.binaries)
     assert "tokenscale dev-cluster down" in str(refused.value)
     assert dev_cluster.not_running() == []
+
+
+def _pinned(module_dir: str, module: str) -> str:
+    go_mod = (ROOT / "tools" / module_dir / "go.mod").read_text()
+    found = re.search(rf"^\s*(?:require\s+)?{re.escape(module)} (v\S+)", go_mod, re.MULTILINE)
+    assert found is not None, f"{module} is not pinned in tools/{module_dir}/go.mod"
+    return found.group(1)
+
+
+def test_binaries_report_their_pinned_versions_and_helm_reaches_the_cluster(
+    dev_cluster: cluster.DevCluster, kubectl: Kubectl
+) -> None:
+    # Unstamped builds report v0.0.0-master (kubectl, apiserver) or v3.21 (helm), which breaks kubeVersion checks.
+    versions = json.loads(kubectl.run("version", "--output=json").stdout)
+
+    def helm(*args: str) -> str:
+        argv = [str(dev_cluster.binaries.path("helm")), *args, f"--kubeconfig={dev_cluster.kubeconfig}"]
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+    kubernetes = _pinned("k8s", "k8s.io/kubernetes")
+    assert versions["serverVersion"]["gitVersion"] == kubernetes
+    assert versions["clientVersion"]["gitVersion"] == kubernetes
+    assert helm("version", "--short") == _pinned("helm", "helm.sh/helm/v3")
+    assert json.loads(helm("list", "--all-namespaces", "--output=json")) == []
