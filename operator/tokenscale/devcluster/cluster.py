@@ -18,15 +18,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from tokenscale.devcluster import components, kubeconfig, nodes, pki, processes
 from tokenscale.devcluster.apiclient import ApiClient
 from tokenscale.devcluster.binaries import Binaries, locate_binaries
-from tokenscale.devcluster.kubectl import Kubectl
+from tokenscale.devcluster.kubectl import Kubectl, KubectlError
 from tokenscale.devcluster.layout import ClusterLayout
 from tokenscale.devcluster.state import ClusterState
 
@@ -80,6 +80,14 @@ def _is_up(state: ClusterState) -> bool:
     return apiserver is not None and processes.is_running(apiserver)
 
 
+def _stop(layout: ClusterLayout, state: ClusterState, *, popens: Mapping[int, subprocess.Popen[bytes]]) -> list[str]:
+    # Call with the lock held. Logs stay until the next start in this home; etcd's data goes.
+    killed = processes.stop_all(state.processes, popens=popens)
+    layout.state_file.unlink(missing_ok=True)
+    shutil.rmtree(layout.etcd_dir, ignore_errors=True)
+    return killed
+
+
 class DevCluster:
     """A running local control plane, as started by `start_cluster` or found by `attach_cluster`."""
 
@@ -88,7 +96,7 @@ class DevCluster:
         *,
         state: ClusterState,
         binaries: Binaries,
-        popens: Mapping[int, Any] | None = None,
+        popens: Mapping[int, subprocess.Popen[bytes]] | None = None,
     ) -> None:
         self.state = state
         self.binaries = binaries
@@ -127,10 +135,7 @@ class DevCluster:
         """Stop every component in reverse start order and forget the state; returns the ones that had to be
         killed. Logs stay in ``logs/`` until the next start in this home."""
         with _locked(self.layout):
-            killed = processes.stop_all(self.state.processes, popens=self._popens)
-            self.layout.state_file.unlink(missing_ok=True)
-            shutil.rmtree(self.layout.etcd_dir, ignore_errors=True)
-        return killed
+            return _stop(self.layout, self.state, popens=self._popens)
 
 
 class _Startup:
@@ -145,7 +150,7 @@ class _Startup:
         self.started = time.monotonic()
         self.deadline = self.started + timeout_seconds
         self.started_processes: list[processes.ComponentProcess] = []
-        self.popens: dict[int, Any] = {}
+        self.popens: dict[int, subprocess.Popen[bytes]] = {}
         self.timings: dict[str, float] = {}
 
     def mark(self, phase: str) -> None:
@@ -251,7 +256,10 @@ def start_cluster(
 def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> ClusterState:
     layout = startup.layout
     started_at_unix = time.time()
-    certs = pki.create_pki(layout.pki_dir)
+    try:
+        certs = pki.create_pki(layout.pki_dir)
+    except (OSError, RuntimeError) as error:  # no openssl, or it failed
+        raise ClusterStartError(f"making the cluster's certificates with openssl failed: {error}") from error
     ports = components.free_ports()
     server_url = f"https://127.0.0.1:{ports.apiserver}"
     kubeconfig.write_kubeconfig(
@@ -268,20 +276,23 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
     argvs = components.component_argvs(binaries=startup.binaries, layout=layout, certs=certs, ports=ports)
     startup.mark("pki")
 
-    api = _admin_client(f"https://127.0.0.1:{ports.apiserver}", certs)
+    api = _admin_client(server_url, certs)
     startup.spawn("etcd", argvs["etcd"])
     startup.spawn("kube-apiserver", argvs["kube-apiserver"])
     startup.wait_for("kube-apiserver /readyz", lambda: api.get("/readyz")[0] == 200)
 
-    # Nodes first: kubectl takes ~0.2 s alone but over a second while the three components below start on a
-    # 2-core machine, and nothing below needs the nodes before kwok is up.
+    # Nodes first: kubectl is quicker while the three components below are not yet starting up beside it on a
+    # 2-core machine, and nothing below needs the nodes before kwok runs.
     cluster_kubectl = Kubectl(
         binary=startup.binaries.path("kubectl"),
         kubeconfig=layout.kubeconfig,
         cache_dir=layout.kubectl_cache,
         env=components.component_env(layout, "kubectl"),
     )
-    cluster_kubectl.create_objects([nodes.node_manifest(node) for node in fake_nodes])
+    try:
+        cluster_kubectl.create_objects([nodes.node_manifest(node) for node in fake_nodes])
+    except KubectlError as error:
+        raise ClusterStartError(f"creating the fake nodes failed: {error}") from error
     startup.mark("nodes created")
     for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
         startup.spawn(name, argvs[name])
@@ -309,12 +320,13 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
     )
 
 
-def attach_cluster(home: Path, *, binaries: Binaries | None = None) -> DevCluster | None:
-    """The cluster running in ``home``, or None if none runs there."""
+def attach_cluster(home: Path) -> DevCluster | None:
+    """The cluster running in ``home``, or None if none runs there. It keeps the binaries it was started with,
+    even if the pins have changed since."""
     state = _read_state(ClusterLayout(home.expanduser().resolve()))
-    if state is None or not _is_up(state):
+    if state is None or not _is_up(state) or not state.processes:
         return None
-    return DevCluster(state=state, binaries=binaries or locate_binaries())
+    return DevCluster(state=state, binaries=Binaries(directory=state.processes[0].binary.parent))
 
 
 def stop_cluster(home: Path) -> bool:
@@ -324,7 +336,5 @@ def stop_cluster(home: Path) -> bool:
         state = _read_state(layout)
         if state is None:
             return False
-        processes.stop_all(state.processes)
-        layout.state_file.unlink(missing_ok=True)
-        shutil.rmtree(layout.etcd_dir, ignore_errors=True)
+        _stop(layout, state, popens={})
     return True
