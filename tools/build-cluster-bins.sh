@@ -3,14 +3,28 @@
 # kwok and helm from the pinned Go wrapper modules under tools/, into a cache directory outside the work tree
 # keyed by the pins. Idempotent: a complete cache directory is reused and nothing is rebuilt.
 # Prints the directory on its last line. See docs/testcluster.md.
+#
+#   tools/build-cluster-bins.sh           build what is missing, print the directory
+#   tools/build-cluster-bins.sh --locate  build nothing: print the directory; exit 1 if a binary is missing
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
-k8s_version=$(cd "$here/k8s" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
-etcd_version=$(cd "$here/k8s" && go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
-kwok_version=$(cd "$here/kwok" && go list -m -f '{{.Version}}' sigs.k8s.io/kwok)
-helm_version=$(cd "$here/helm" && go list -m -f '{{.Version}}' helm.sh/helm/v3)
+locate=0
+[[ "${1:-}" == "--locate" ]] && locate=1
+
+# The pinned version of module $2 in tools/$1/go.mod. Read from the file rather than `go list -m`, so that
+# --locate (which tokenscale.devcluster runs before every cluster start) needs no Go and answers at once.
+mod_version() {
+  awk -v m="$2" '($1 == "require" && $2 == m) { print $3; exit } ($1 == m) { print $2; exit }' "$here/$1/go.mod"
+}
+k8s_version=$(mod_version k8s k8s.io/kubernetes)
+etcd_version=$(mod_version k8s go.etcd.io/etcd/server/v3)
+kwok_version=$(mod_version kwok sigs.k8s.io/kwok)
+helm_version=$(mod_version helm helm.sh/helm/v3)
+for v in "$k8s_version" "$etcd_version" "$kwok_version" "$helm_version"; do
+  [[ "$v" == v* ]] || { echo "cannot read a pinned version from tools/*/go.mod" >&2; exit 2; }
+done
 # The key names the versions and hashes the module files, so any change of a pin builds into a fresh directory.
 sum=$(cat "$here"/{k8s,kwok,helm}/go.{mod,sum} | sha256sum | cut -c1-12)
 key="k8s-${k8s_version}_etcd-${etcd_version}_kwok-${kwok_version}_helm-${helm_version}_${sum}"
@@ -20,7 +34,10 @@ names=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok h
 complete=1
 for n in "${names[@]}"; do [[ -x "$bin/$n" ]] || complete=0; done
 if [[ $complete == 1 ]]; then echo "$bin"; exit 0; fi
+if [[ $locate == 1 ]]; then echo "$bin"; exit 1; fi
 
+command -v go >/dev/null || {
+  echo "cluster binaries missing from $bin and no Go to build them: install Go 1.26 (or put it on PATH)" >&2; exit 1; }
 mkdir -p "$bin.partial"
 minor=$(echo "$k8s_version" | cut -d. -f2)
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
