@@ -150,21 +150,17 @@ class Scraper:
         response = await self._client.send(request, stream=True)
         try:
             timestamp_seconds = self._clock()
-            if response.status_code != httpx.codes.OK:
-                return self._unknown(UnknownReason.HTTP_STATUS, f"{url} answered HTTP {response.status_code}")
-            coding = response.headers.get("content-encoding", "identity").strip().lower()
-            if coding not in ("identity", ""):
-                return self._unknown(UnknownReason.PARSE_ERROR, f"{url} sent content-encoding {coding[:32]!r}")
+            refusal = self._refusal(url, response)
+            if refusal is not None:
+                return Unknown(timestamp_seconds, *refusal)
             cap = self._settings.max_body_bytes
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
-                return self._unknown(UnknownReason.TOO_LARGE, f"{url} declared {declared} bytes, cap {cap}")
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # identity only (checked above): no decoding
                 size += len(chunk)
                 if size > cap:
-                    return self._unknown(UnknownReason.TOO_LARGE, f"{url} body exceeds the cap of {cap} bytes")
+                    message = f"{url} body exceeds the cap of {cap} bytes"
+                    return Unknown(timestamp_seconds, UnknownReason.TOO_LARGE, message)
                 chunks.append(chunk)
         finally:
             await response.aclose()
@@ -178,6 +174,18 @@ class Scraper:
             return Unknown(timestamp_seconds, UnknownReason.NO_MATCHING_FAMILY, f"{url}: {error}")
         except ExpositionError as error:
             return Unknown(timestamp_seconds, UnknownReason.PARSE_ERROR, f"{url}: {error}")
+
+    def _refusal(self, url: str, response: httpx.Response) -> tuple[UnknownReason, str] | None:
+        """Why the response headers already rule out reading the body, if they do."""
+        if response.status_code != httpx.codes.OK:
+            return UnknownReason.HTTP_STATUS, f"{url} answered HTTP {response.status_code}"
+        coding = response.headers.get("content-encoding", "identity").strip().lower()
+        if coding not in ("identity", ""):
+            return UnknownReason.PARSE_ERROR, f"{url} sent content-encoding {coding[:32]!r}"
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._settings.max_body_bytes:
+            return UnknownReason.TOO_LARGE, f"{url} declared {declared} bytes, cap {self._settings.max_body_bytes}"
+        return None
 
     def _unknown(self, reason: UnknownReason, message: str) -> Unknown:
         return Unknown(self._clock(), reason, message)
