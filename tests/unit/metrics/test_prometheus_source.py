@@ -134,7 +134,7 @@ def _wait_until_scraped(base_url: str, process: subprocess.Popen[bytes], log: Pa
                 answer = client.get(f"{base_url}/api/v1/query", params={"query": query}).json()
                 if len(answer.get("data", {}).get("result", [])) == len(PAYLOADS):
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):  # not listening yet, or "Service Unavailable" while starting
                 pass
             time.sleep(0.2)
     pytest.fail(f"prometheus did not scrape both pods within 60 s: {log.read_text()[-2000:]}")
