@@ -49,8 +49,8 @@ class ScrapeSettings:
     """Pod IPs that may be dialled (the cluster's pod CIDRs). No default: an operator states where pods live,
     so a forged ``status.podIP`` cannot point the scraper at anything else."""
     timeout_seconds: float = 2.0
-    """Deadline for one scrape: connect, headers and body. Below the 1 s tick would drop slow pods every
-    tick; the controller should keep it under its tick interval."""
+    """Deadline for one scrape: connect, headers and body together. A pod that misses it is unknown for that
+    tick; keep it at or below the tick interval so one hung pod cannot hold up a tick."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Cap on an exposition body. vLLM serves 50–100 KB; 4 MiB leaves room for many LoRA or DP label sets."""
     max_concurrency: int = 64
@@ -131,7 +131,7 @@ class Scraper:
             except (TimeoutError, httpx.TimeoutException):
                 return self._unknown(UnknownReason.TIMEOUT, f"no answer from {url} within {self._timeout_text}")
             except httpx.ConnectError as error:
-                return self._unknown(UnknownReason.CONNECTION_FAILED, f"{url}: {error or type(error).__name__}")
+                return self._unknown(UnknownReason.CONNECTION_FAILED, f"{url}: {str(error) or type(error).__name__}")
             except httpx.HTTPError as error:
                 return self._unknown(UnknownReason.TRANSPORT_ERROR, f"{url}: {type(error).__name__}: {error}")
             except Exception as error:  # the contract: nothing raises out of a scrape

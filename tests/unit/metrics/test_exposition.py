@@ -7,6 +7,7 @@ import math
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
 from tokenscale.metrics.engines.preset import NoMatchingFamilyError, sample_from_series
 from tokenscale.metrics.exposition import ExpositionError, SeriesFilter, SeriesParser
@@ -15,7 +16,7 @@ VLLM = preset_for("vllm")
 MODEL = 'model_name="m"'
 
 
-def parse_vllm(text: str, *, model_name: str | None = None):  # type: ignore[no-untyped-def]
+def parse_vllm(text: str, *, model_name: str | None = None) -> EngineSample:
     series = SeriesParser().parse(text, VLLM.series_filter)
     return sample_from_series(VLLM, series, timestamp_seconds=7.0, model_name=model_name)
 

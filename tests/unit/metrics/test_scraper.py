@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,15 +35,15 @@ class FakeClock:
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def make_scraper(handler: Handler, **settings: float) -> Scraper:
+def make_scraper(handler: Handler, **settings: Any) -> Scraper:
     return Scraper(
-        ScrapeSettings(allowed_networks=LOOPBACK, **settings),  # type: ignore[arg-type]
+        ScrapeSettings(allowed_networks=LOOPBACK, **settings),
         clock=FakeClock(),
         transport=httpx.MockTransport(handler),
     )
 
 
-async def scrape_one(handler: Handler, **settings: float) -> EngineSample | Unknown:
+async def scrape_one(handler: Handler, **settings: Any) -> EngineSample | Unknown:
     async with make_scraper(handler, **settings) as scraper:
         return (await scraper.scrape([POD], ENDPOINT))[POD.name]
 
