@@ -336,7 +336,8 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
     for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
         startup.spawn(name, argvs[name])
     # kwok hands out the pod IPs: its pid keeps the claim alive after the starting process (`dev-cluster up`) ends.
-    podranges.add_claim_pid(startup.pod_range, pid=startup.started_processes[-1].pid)
+    kwok = next(process for process in startup.started_processes if process.name == "kwok")
+    podranges.add_claim_pid(startup.pod_range, pid=kwok.pid)
 
     controller_manager = _admin_client(f"https://127.0.0.1:{ports.controller_manager}", certs)
     scheduler = _admin_client(f"https://127.0.0.1:{ports.scheduler}", certs)
