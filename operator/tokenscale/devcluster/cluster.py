@@ -4,30 +4,32 @@ KWOK with fake GPU nodes, every listener on 127.0.0.1 on a free port (docs/testc
 A cluster lives in one directory, its *home* (`default_home` for ``tokenscale dev-cluster``, a temporary one for
 the test session): ``state.json`` (ports, PIDs, paths), ``kubeconfig`` (admin), ``pki/``, ``etcd/``, ``logs/`` (one
 file per component), the kwok stage config and kubectl's discovery cache. A lock file serialises ``up`` and
-``down`` on one home, and `start_cluster` refuses a home whose cluster still runs.
+``down`` on one home, and `start_cluster` refuses a home whose cluster still runs. Each cluster claims a pod range
+of its own at start (`podranges`, in a claims directory shared by every home) and releases it on stop.
 
-Start-up, polled tightly so that a warm start takes a few seconds: PKI (openssl, ECDSA) → etcd and the
-apiserver together (the apiserver retries etcd) → apiserver ``/readyz`` → the fake nodes created → the
-controller-manager, scheduler and kwok together → nodes Ready, ServiceAccount ``default/default`` present (the
+Start-up, polled tightly so that a warm start takes a few seconds: pod range claimed → PKI (openssl, ECDSA) →
+etcd and the apiserver together (the apiserver retries etcd) → apiserver ``/readyz`` → the fake nodes created →
+the controller-manager, scheduler and kwok together → nodes Ready, ServiceAccount ``default/default`` present (the
 controller-manager made it) and the controller-manager and scheduler ``/healthz`` OK. Teardown stops the
-processes by PID in reverse order.
+processes by PID in reverse order and releases the pod range.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from tokenscale.devcluster import components, kubeconfig, nodes, pki, processes
+from tokenscale.devcluster import components, kubeconfig, nodes, pki, podranges, processes
 from tokenscale.devcluster.apiclient import ApiClient
 from tokenscale.devcluster.binaries import Binaries, locate_binaries
 from tokenscale.devcluster.kubectl import Kubectl, KubectlError
-from tokenscale.devcluster.layout import ClusterLayout
+from tokenscale.devcluster.layout import ClusterLayout, default_pod_range_claims_dir
 from tokenscale.devcluster.state import ClusterState
 
 __all__ = [
@@ -80,9 +82,15 @@ def _is_up(state: ClusterState) -> bool:
     return apiserver is not None and processes.is_running(apiserver)
 
 
+def _release_pod_range(state: ClusterState) -> None:
+    if state.pod_range_claim is not None:  # None: written before clusters claimed pod ranges
+        podranges.release_pod_range(state.pod_range_claim, home=state.home)
+
+
 def _stop(layout: ClusterLayout, state: ClusterState, *, popens: Mapping[int, subprocess.Popen[bytes]]) -> list[str]:
     # Call with the lock held. Logs stay until the next start in this home; etcd's data goes.
     killed = processes.stop_all(state.processes, popens=popens)
+    _release_pod_range(state)
     layout.state_file.unlink(missing_ok=True)
     shutil.rmtree(layout.etcd_dir, ignore_errors=True)
     return killed
@@ -117,6 +125,11 @@ class DevCluster:
     def server_url(self) -> str:
         return self.state.server_url
 
+    @property
+    def pod_cidr(self) -> str:
+        """The pod range this cluster claimed: every pod IP it hands out is in it, and no other cluster's is."""
+        return self.state.pod_cidr
+
     def logs(self) -> dict[str, Path]:
         """Log file of each component."""
         return {p.name: p.log for p in self.state.processes}
@@ -142,10 +155,17 @@ class _Startup:
     """One start attempt: spawns components, polls readiness, fails fast with the log of a process that died."""
 
     def __init__(
-        self, *, layout: ClusterLayout, binaries: Binaries, die_with_parent: bool, timeout_seconds: float
+        self,
+        *,
+        layout: ClusterLayout,
+        binaries: Binaries,
+        pod_range: podranges.PodRangeClaim,
+        die_with_parent: bool,
+        timeout_seconds: float,
     ) -> None:
         self.layout = layout
         self.binaries = binaries
+        self.pod_range = pod_range
         self.die_with_parent = die_with_parent
         self.started = time.monotonic()
         self.deadline = self.started + timeout_seconds
@@ -213,13 +233,17 @@ def start_cluster(
     binaries: Binaries | None = None,
     die_with_parent: bool = False,
     timeout_seconds: float = 180.0,
+    pod_range_claims_dir: Path | None = None,
 ) -> DevCluster:
     """Start a cluster in ``home`` with ``fake_nodes`` and return once it is Ready.
 
-    Raises `ClusterRunningError` if a cluster already runs there, `ClusterBusyError` if another start or stop
-    holds the home, `BinariesMissingError` (from `locate_binaries`) if the binaries are not built, and
-    `ClusterStartError` with the failing component's log if it does not become Ready in ``timeout_seconds``.
-    With ``die_with_parent`` the processes end with the calling thread (test sessions).
+    The cluster claims a pod range in ``pod_range_claims_dir`` (default `default_pod_range_claims_dir`), kept
+    alive by this process and kwok; every cluster that should not share pod IPs with it must use the same
+    directory. Raises `ClusterRunningError` if a cluster already runs there, `ClusterBusyError` if another start
+    or stop holds the home, `BinariesMissingError` (from `locate_binaries`) if the binaries are not built,
+    ValueError if a node's InternalIP is inside the claimed pod range, and `ClusterStartError` if every pod range
+    is taken or, with the failing component's log, if it does not become Ready in ``timeout_seconds``. With
+    ``die_with_parent`` the processes end with the calling thread (test sessions).
     """
     if not fake_nodes:
         raise ValueError("a cluster needs at least one fake node")
@@ -234,19 +258,32 @@ def start_cluster(
                 f" on {previous.server_url}). Use it: export KUBECONFIG={previous.kubeconfig}; "
                 "or stop it first: tokenscale dev-cluster down"
             )
-        if previous is not None:
-            processes.stop_all(previous.processes, grace_seconds=2.0)  # leftovers of a half-dead cluster
+        if previous is not None:  # leftovers of a half-dead cluster
+            processes.stop_all(previous.processes, grace_seconds=2.0)
+            _release_pod_range(previous)
         for stale in (layout.state_file, layout.kubeconfig):
             stale.unlink(missing_ok=True)
         for stale_dir in (layout.pki_dir, layout.etcd_dir, layout.logs_dir, layout.service_accounts_dir):
             shutil.rmtree(stale_dir, ignore_errors=True)
+        try:
+            pod_range = podranges.claim_pod_range(
+                claims_dir=pod_range_claims_dir or default_pod_range_claims_dir(), home=layout.home, pid=os.getpid()
+            )
+        except podranges.PodRangesExhaustedError as error:
+            raise ClusterStartError(str(error)) from error
         startup = _Startup(
-            layout=layout, binaries=found, die_with_parent=die_with_parent, timeout_seconds=timeout_seconds
+            layout=layout,
+            binaries=found,
+            pod_range=pod_range,
+            die_with_parent=die_with_parent,
+            timeout_seconds=timeout_seconds,
         )
         try:
+            nodes.check_outside_pod_range(fake_nodes, pod_cidr=pod_range.pod_cidr)
             state = _start(startup, fake_nodes=fake_nodes)
         except BaseException:
             startup.abort()
+            podranges.release_pod_range(pod_range.path, home=layout.home)
             raise
         layout.state_file.with_suffix(".tmp").write_text(state.to_json())
         layout.state_file.with_suffix(".tmp").replace(layout.state_file)
@@ -273,7 +310,9 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
         ),
     )
     components.write_kwok_config(layout)
-    argvs = components.component_argvs(binaries=startup.binaries, layout=layout, certs=certs, ports=ports)
+    argvs = components.component_argvs(
+        binaries=startup.binaries, layout=layout, certs=certs, ports=ports, pod_cidr=startup.pod_range.pod_cidr
+    )
     startup.mark("pki")
 
     api = _admin_client(server_url, certs)
@@ -296,6 +335,9 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
     startup.mark("nodes created")
     for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
         startup.spawn(name, argvs[name])
+    # kwok hands out the pod IPs: its pid keeps the claim alive after the starting process (`dev-cluster up`) ends.
+    kwok = next(process for process in startup.started_processes if process.name == "kwok")
+    podranges.add_claim_pid(startup.pod_range, pid=kwok.pid)
 
     controller_manager = _admin_client(f"https://127.0.0.1:{ports.controller_manager}", certs)
     scheduler = _admin_client(f"https://127.0.0.1:{ports.scheduler}", certs)
@@ -317,6 +359,8 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
         nodes=tuple(names),
         started_at_unix=started_at_unix,
         timings_seconds=startup.timings,
+        pod_cidr=startup.pod_range.pod_cidr,
+        pod_range_claim=startup.pod_range.path,
     )
 
 
