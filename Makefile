@@ -9,6 +9,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RUN := $(VENV)/bin
 PYTEST_ARGS ?=
+# Go for `make cluster-bins` where it is installed but not on PATH (the official tarball's place); a Go already
+# on PATH comes first.
+export PATH := $(PATH):/usr/local/go/bin
 
 # Demo knobs: make demo TRACE=azure-code POLICY=tokenscale SPEEDUP=4 DURATION=120
 TRACE ?= azure-code

@@ -1,5 +1,6 @@
-"""Benchmarks: ``python -m benchmarks`` (``make bench``) runs every ``bench_*.py`` module's ``main()``.
+"""Benchmarks, run by ``make bench`` (``python -m benchmarks``); results go to docs/benchmarks.md by hand.
 
-Results are recorded by hand, with their command, in ``docs/benchmarks.md``; performance goals live here and
-never as timed assertions in tests.
+Each ``bench_*.py`` module of this package has a ``main() -> None`` that prints its results; `__main__` runs
+them all, or those named on the command line (``python -m benchmarks metrics`` runs ``bench_metrics``).
+Benchmarks report per-item costs and ratios, never pass/fail: goals are stated next to the numbers.
 """

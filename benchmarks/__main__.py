@@ -1,25 +1,36 @@
-"""Run every ``benchmarks/bench_*.py`` module's ``main()``, or only those named: ``python -m benchmarks operator``."""
+"""Run every ``benchmarks/bench_*.py`` module's ``main()``, or only those named: ``python -m benchmarks metrics``."""
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
+import platform
 import sys
-
-import benchmarks
-
-
-def _modules(selected: list[str]) -> list[str]:
-    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
-    if selected:
-        names = [n for n in names if n.removeprefix("bench_") in selected or n in selected]
-    return names
+import time
+from pathlib import Path
 
 
-def main() -> None:
-    for name in _modules(sys.argv[1:]):
-        print(f"== {name}", flush=True)
-        importlib.import_module(f"benchmarks.{name}").main()
+def main(selected: list[str]) -> None:
+    names = sorted(path.stem.removeprefix("bench_") for path in Path(__file__).parent.glob("bench_*.py"))
+    unknown = sorted(set(selected) - set(names))
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(names)}")
+    print(f"# {platform.python_implementation()} {platform.python_version()} on {platform.machine()}, {_cpu()}")
+    for name in selected or names:
+        print(f"\n## bench_{name}")
+        started = time.perf_counter()
+        importlib.import_module(f"benchmarks.bench_{name}").main()
+        print(f"(bench_{name} took {time.perf_counter() - started:.1f} s)")
 
 
-main()
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -36,6 +36,8 @@ for n in "${names[@]}"; do [[ -x "$bin/$n" ]] || complete=0; done
 if [[ $complete == 1 ]]; then echo "$bin"; exit 0; fi
 if [[ $locate == 1 ]]; then echo "$bin"; exit 1; fi
 
+command -v go >/dev/null || {
+  echo "cluster binaries missing from $bin and no Go to build them: install Go 1.26 (or put it on PATH)" >&2; exit 1; }
 mkdir -p "$bin.partial"
 minor=$(echo "$k8s_version" | cut -d. -f2)
 build_date=$(date -u +%Y-%m-%dT%H:%M:%SZ)

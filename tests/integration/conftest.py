@@ -39,12 +39,18 @@ def dev_cluster(
     request.config.stash[_CLUSTER] = started
     try:
         started.kubectl.run("apply", "--server-side", "-f", str(CRD_PATH))
-        started.kubectl.run(
-            "wait", "--for=condition=Established", "--timeout=60s", f"crd/{v1alpha1.PLURAL}.{v1alpha1.GROUP}"
-        )
+        waiting.wait_until(lambda: _established(started.kubectl), what="the CRD Established")
         yield started
     finally:
         started.stop()
+
+
+def _established(kubectl: Kubectl) -> bool:
+    # Not `kubectl wait --for=condition=Established`: on a CRD whose status has no conditions yet (a loaded
+    # machine, e.g. two test sessions at once) it exits with ".status.conditions accessor error" instead of waiting.
+    crd = kubectl.get_json(f"crd/{v1alpha1.PLURAL}.{v1alpha1.GROUP}")
+    conditions = crd.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 
 @pytest.fixture

@@ -55,6 +55,8 @@ def test_up_env_status_down_round_trip(home: Path) -> None:
     assert node_names == ["node/gpu-node-0"]
     assert status.returncode == 0
     assert "EXITED" not in status.stdout
+    assert f"pod IPs from {running.pod_cidr}" in up.stdout
+    assert f"pod IPs from {running.pod_cidr}" in status.stdout
 
     down = _cli("down", f"--home={home}")
 

@@ -45,7 +45,11 @@ _BAD = [
         "minReplicas must be less than or equal to maxReplicas",
         id="min-above-max",
     ),
-    pytest.param(_with(decode__minReplicas=0), "spec.decode.minReplicas", id="min-replicas-zero"),
+    pytest.param(
+        _with(decode__minReplicas=0),
+        "spec.decode.minReplicas in body should be greater than or equal to 1",
+        id="min-replicas-zero",
+    ),
     pytest.param(_with(policy__name="magic"), 'Unsupported value: "magic"', id="unknown-policy-name"),
     pytest.param(_with(policy__name="static"), "policy static needs spec.policy.static", id="static-without-counts"),
     pytest.param(
@@ -71,6 +75,16 @@ _BAD = [
         _with(roleLabel={"prefill": "worker", "decode": "worker", "converted": "both"}),
         "role label values prefill, decode and converted must be distinct",
         id="duplicate-role-values",
+    ),
+    pytest.param(
+        _with(roleLabel={"prefill": "decode"}),
+        "role label values prefill, decode and converted must be distinct",
+        id="role-value-repeats-the-presets-decode-value",
+    ),
+    pytest.param(
+        _with(roleLabel={"preset": "llm-d", "decode": "prefill-decode"}),
+        "role label values prefill, decode and converted must be distinct",
+        id="role-value-repeats-llm-d-converted-value",
     ),
     pytest.param(_with(prefill__replicas=3), 'unknown field "spec.prefill.replicas"', id="unknown-field"),
     pytest.param(
@@ -117,6 +131,22 @@ def test_api_server_stores_good_resource_with_the_models_defaults(kubectl: Kubec
     expected = v1alpha1.parse_spec(_MINIMAL["spec"]).model_dump(mode="json", by_alias=True, exclude_none=True)
     assert stored["spec"]["metrics"]["scrapeIntervalSeconds"] == v1alpha1.MetricsSpec().scrape_interval_seconds
     assert stored["spec"] == expected
+
+
+@pytest.mark.parametrize(
+    "role_label",
+    [
+        pytest.param({"preset": "llm-d"}, id="llm-d-preset"),
+        pytest.param({"converted": "both"}, id="override-one-value"),
+        pytest.param(
+            {"preset": "custom", "key": "example.com/role", "prefill": "p", "decode": "d", "converted": "pd"},
+            id="custom",
+        ),
+    ],
+)
+def test_api_server_accepts_distinct_role_values(kubectl: Kubectl, namespace: str, role_label: dict[str, str]) -> None:
+    returncode, stderr = _apply(kubectl, namespace, _with(roleLabel=role_label))
+    assert returncode == 0, stderr
 
 
 def test_printer_columns_show_the_policy(kubectl: Kubectl, namespace: str) -> None:

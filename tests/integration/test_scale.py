@@ -1,5 +1,6 @@
 """A Deployment scaled through its /scale subresource gets Running pods on the fake GPU nodes, each with its own
-127.1.x.y IP on which this process can bind and serve: the ground the engine twin stands on."""
+IP from the cluster's loopback pod range on which this process can bind and serve: the ground the engine twin
+stands on."""
 
 from __future__ import annotations
 
@@ -17,12 +18,16 @@ import pytest
 from tests.integration.conftest import SESSION_NODES
 from tests.integration.waiting import wait_until
 
-from tokenscale.devcluster import nodes
+from tokenscale.devcluster import cluster, nodes
 from tokenscale.devcluster.kubectl import Kubectl
 
 pytestmark = pytest.mark.integration
 
-_POD_NETWORK = ipaddress.ip_network(nodes.POD_CIDR)
+
+@pytest.fixture
+def pod_network(dev_cluster: cluster.DevCluster) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The pod range the session's cluster claimed."""
+    return ipaddress.ip_network(dev_cluster.pod_cidr)
 
 
 def _deployment(
@@ -103,7 +108,7 @@ def _fetch(url: str) -> bytes:
 
 
 def test_scale_subresource_gives_running_gpu_pods_with_distinct_bindable_loopback_ips(
-    kubectl: Kubectl, namespace: str
+    kubectl: Kubectl, namespace: str, pod_network: ipaddress.IPv4Network | ipaddress.IPv6Network
 ) -> None:
     kubectl.apply_objects([_deployment("prefill", replicas=0, gpus=1)], namespace=namespace)
     _patch_scale(kubectl, namespace, "prefill", 3)
@@ -122,7 +127,7 @@ def test_scale_subresource_gives_running_gpu_pods_with_distinct_bindable_loopbac
     assert {pod["spec"]["nodeName"] for pod in pods} <= set(gpu_nodes)
     assert all(pod["status"]["hostIP"] == gpu_nodes[pod["spec"]["nodeName"]].internal_ip for pod in pods)
     assert len(set(ips)) == 3
-    assert all(ipaddress.ip_address(ip) in _POD_NETWORK for ip in ips)
+    assert all(ipaddress.ip_address(ip) in pod_network for ip in ips)
     for pod, ip in zip(pods, ips, strict=True):
         name = pod["metadata"]["name"].encode()
         with _serving_on(ip, name) as port:
@@ -181,7 +186,9 @@ def test_gpu_capacity_bounds_how_many_pods_run(kubectl: Kubectl, namespace: str)
         kubectl.run("delete", "node", small.name, "--wait=false")
 
 
-def test_cold_start_annotation_delays_readiness_but_not_the_pod_ip(kubectl: Kubectl, namespace: str) -> None:
+def test_cold_start_annotation_delays_readiness_but_not_the_pod_ip(
+    kubectl: Kubectl, namespace: str, pod_network: ipaddress.IPv4Network | ipaddress.IPv6Network
+) -> None:
     delay_seconds = 3
     annotations = {nodes.COLD_START_DELAY_ANNOTATION: f"{delay_seconds}s"}
     kubectl.apply_objects([_deployment("cold", replicas=1, gpus=1, annotations=annotations)], namespace=namespace)
@@ -193,4 +200,4 @@ def test_cold_start_annotation_delays_readiness_but_not_the_pod_ip(kubectl: Kube
 
     # The API keeps whole seconds, so the measured gap can be up to 1 s shorter than the delay.
     assert (became_ready - started).total_seconds() >= delay_seconds - 1
-    assert ipaddress.ip_address(pod["status"]["podIP"]) in _POD_NETWORK
+    assert ipaddress.ip_address(pod["status"]["podIP"]) in pod_network

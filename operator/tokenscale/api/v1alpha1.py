@@ -494,6 +494,16 @@ _ROLE_PRESETS: dict[RoleLabelPreset, tuple[str, str, str, str]] = {
 }
 
 
+def _resolved_role_value_cel(field: str, position: int) -> str:
+    """CEL for a role value after the preset applies, as `RoleLabelSpec.resolved` computes it: the field if set,
+    else the preset's value at ``position`` of `_ROLE_PRESETS` (custom has none: '')."""
+    by_preset = ", ".join(
+        f"'{preset.value}': '{_ROLE_PRESETS.get(preset, ('', '', '', ''))[position]}'" for preset in RoleLabelPreset
+    )
+    preset = f"(has(self.preset) ? self.preset : '{RoleLabelPreset.TOKENSCALE.value}')"
+    return f"(has(self.{field}) ? self.{field} : {{{by_preset}}}[{preset}])"
+
+
 class RoleLabelSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
@@ -503,9 +513,11 @@ class RoleLabelSpec(_Model):
                 "preset custom needs key, prefill, decode and converted",
             ),
             (
-                "!has(self.prefill) || !has(self.decode) || !has(self.converted) || "
-                "(self.prefill != self.decode && self.prefill != self.converted && "
-                "self.decode != self.converted)",
+                "{p} != {d} && {p} != {c} && {d} != {c}".format(
+                    p=_resolved_role_value_cel("prefill", 1),
+                    d=_resolved_role_value_cel("decode", 2),
+                    c=_resolved_role_value_cel("converted", 3),
+                ),
                 "role label values prefill, decode and converted must be distinct",
             ),
         )

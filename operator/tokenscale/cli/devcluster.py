@@ -55,7 +55,7 @@ def up(
     state = started.state
     typer.echo(
         f"dev cluster Ready in {state.timings_seconds['ready']:.1f} s: {node_count} fake nodes with "
-        f"{gpus_per_node}x {gpu_product}, API server {state.server_url}\n"
+        f"{gpus_per_node}x {gpu_product}, API server {state.server_url}, pod IPs from {state.pod_cidr}\n"
         f"\n"
         f'  export KUBECONFIG={state.kubeconfig}     # or: eval "$(tokenscale dev-cluster env)"\n'
         f"  kubectl get nodes -L {nodes.GPU_PRODUCT_LABEL},{nodes.ZONE_LABEL}\n"
@@ -89,13 +89,13 @@ def env(home: HomeOption = None) -> None:
 
 @app.command("status")
 def status(home: HomeOption = None) -> None:
-    """Show whether the cluster runs, its components, PIDs, ports and logs."""
+    """Show whether the cluster runs, its components, PIDs, pod range and logs."""
     running = cluster.attach_cluster(_home(home))
     if running is None:
         typer.echo(f"no dev cluster runs in {_home(home)}")
         raise typer.Exit(1)
     gone = set(running.not_running())
-    typer.echo(f"API server {running.server_url}, kubeconfig {running.kubeconfig}")
+    typer.echo(f"API server {running.server_url}, kubeconfig {running.kubeconfig}, pod IPs from {running.pod_cidr}")
     for process in running.state.processes:
         typer.echo(f"  {process.name:<24} pid {process.pid:<8} {'EXITED' if process.name in gone else 'running'}")
     typer.echo(f"logs: {running.layout.logs_dir}")

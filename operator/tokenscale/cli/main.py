@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import devcluster, generate, run
+from tokenscale.cli import devcluster, generate, metrics, run
 
 app = typer.Typer(
     name="tokenscale",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("generate")(generate.generate)
 app.command("run")(run.run)
 app.add_typer(devcluster.app, name="dev-cluster")
+app.add_typer(metrics.app, name="metrics")
 
 
 @app.command("crd")

@@ -4,30 +4,32 @@ KWOK with fake GPU nodes, every listener on 127.0.0.1 on a free port (docs/testc
 A cluster lives in one directory, its *home* (`default_home` for ``tokenscale dev-cluster``, a temporary one for
 the test session): ``state.json`` (ports, PIDs, paths), ``kubeconfig`` (admin), ``pki/``, ``etcd/``, ``logs/`` (one
 file per component), the kwok stage config and kubectl's discovery cache. A lock file serialises ``up`` and
-``down`` on one home, and `start_cluster` refuses a home whose cluster still runs.
+``down`` on one home, and `start_cluster` refuses a home whose cluster still runs. Each cluster claims a pod range
+of its own at start (`podranges`, in a claims directory shared by every home) and releases it on stop.
 
-Start-up, polled tightly so that a warm start takes a few seconds: PKI (openssl, ECDSA) → etcd and the
-apiserver together (the apiserver retries etcd) → apiserver ``/readyz`` → controller-manager, scheduler and kwok
-together, while the fake nodes are created → nodes Ready, ServiceAccount ``default/default`` present (the
+Start-up, polled tightly so that a warm start takes a few seconds: pod range claimed → PKI (openssl, ECDSA) →
+etcd and the apiserver together (the apiserver retries etcd) → apiserver ``/readyz`` → the fake nodes created →
+the controller-manager, scheduler and kwok together → nodes Ready, ServiceAccount ``default/default`` present (the
 controller-manager made it) and the controller-manager and scheduler ``/healthz`` OK. Teardown stops the
-processes by PID in reverse order.
+processes by PID in reverse order and releases the pod range.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from tokenscale.devcluster import components, kubeconfig, nodes, pki, processes
+from tokenscale.devcluster import components, kubeconfig, nodes, pki, podranges, processes
 from tokenscale.devcluster.apiclient import ApiClient
 from tokenscale.devcluster.binaries import Binaries, locate_binaries
-from tokenscale.devcluster.kubectl import Kubectl
-from tokenscale.devcluster.layout import ClusterLayout
+from tokenscale.devcluster.kubectl import Kubectl, KubectlError
+from tokenscale.devcluster.layout import ClusterLayout, default_pod_range_claims_dir
 from tokenscale.devcluster.state import ClusterState
 
 __all__ = [
@@ -80,6 +82,20 @@ def _is_up(state: ClusterState) -> bool:
     return apiserver is not None and processes.is_running(apiserver)
 
 
+def _release_pod_range(state: ClusterState) -> None:
+    if state.pod_range_claim is not None:  # None: written before clusters claimed pod ranges
+        podranges.release_pod_range(state.pod_range_claim, home=state.home)
+
+
+def _stop(layout: ClusterLayout, state: ClusterState, *, popens: Mapping[int, subprocess.Popen[bytes]]) -> list[str]:
+    # Call with the lock held. Logs stay until the next start in this home; etcd's data goes.
+    killed = processes.stop_all(state.processes, popens=popens)
+    _release_pod_range(state)
+    layout.state_file.unlink(missing_ok=True)
+    shutil.rmtree(layout.etcd_dir, ignore_errors=True)
+    return killed
+
+
 class DevCluster:
     """A running local control plane, as started by `start_cluster` or found by `attach_cluster`."""
 
@@ -88,7 +104,7 @@ class DevCluster:
         *,
         state: ClusterState,
         binaries: Binaries,
-        popens: Mapping[int, Any] | None = None,
+        popens: Mapping[int, subprocess.Popen[bytes]] | None = None,
     ) -> None:
         self.state = state
         self.binaries = binaries
@@ -109,6 +125,11 @@ class DevCluster:
     def server_url(self) -> str:
         return self.state.server_url
 
+    @property
+    def pod_cidr(self) -> str:
+        """The pod range this cluster claimed: every pod IP it hands out is in it, and no other cluster's is."""
+        return self.state.pod_cidr
+
     def logs(self) -> dict[str, Path]:
         """Log file of each component."""
         return {p.name: p.log for p in self.state.processes}
@@ -127,25 +148,29 @@ class DevCluster:
         """Stop every component in reverse start order and forget the state; returns the ones that had to be
         killed. Logs stay in ``logs/`` until the next start in this home."""
         with _locked(self.layout):
-            killed = processes.stop_all(self.state.processes, popens=self._popens)
-            self.layout.state_file.unlink(missing_ok=True)
-            shutil.rmtree(self.layout.etcd_dir, ignore_errors=True)
-        return killed
+            return _stop(self.layout, self.state, popens=self._popens)
 
 
 class _Startup:
     """One start attempt: spawns components, polls readiness, fails fast with the log of a process that died."""
 
     def __init__(
-        self, *, layout: ClusterLayout, binaries: Binaries, die_with_parent: bool, timeout_seconds: float
+        self,
+        *,
+        layout: ClusterLayout,
+        binaries: Binaries,
+        pod_range: podranges.PodRangeClaim,
+        die_with_parent: bool,
+        timeout_seconds: float,
     ) -> None:
         self.layout = layout
         self.binaries = binaries
+        self.pod_range = pod_range
         self.die_with_parent = die_with_parent
         self.started = time.monotonic()
         self.deadline = self.started + timeout_seconds
         self.started_processes: list[processes.ComponentProcess] = []
-        self.popens: dict[int, Any] = {}
+        self.popens: dict[int, subprocess.Popen[bytes]] = {}
         self.timings: dict[str, float] = {}
 
     def mark(self, phase: str) -> None:
@@ -208,13 +233,17 @@ def start_cluster(
     binaries: Binaries | None = None,
     die_with_parent: bool = False,
     timeout_seconds: float = 180.0,
+    pod_range_claims_dir: Path | None = None,
 ) -> DevCluster:
     """Start a cluster in ``home`` with ``fake_nodes`` and return once it is Ready.
 
-    Raises `ClusterRunningError` if a cluster already runs there, `ClusterBusyError` if another start or stop
-    holds the home, `BinariesMissingError` (from `locate_binaries`) if the binaries are not built, and
-    `ClusterStartError` with the failing component's log if it does not become Ready in ``timeout_seconds``.
-    With ``die_with_parent`` the processes end with the calling thread (test sessions).
+    The cluster claims a pod range in ``pod_range_claims_dir`` (default `default_pod_range_claims_dir`), kept
+    alive by this process and kwok; every cluster that should not share pod IPs with it must use the same
+    directory. Raises `ClusterRunningError` if a cluster already runs there, `ClusterBusyError` if another start
+    or stop holds the home, `BinariesMissingError` (from `locate_binaries`) if the binaries are not built,
+    ValueError if a node's InternalIP is inside the claimed pod range, and `ClusterStartError` if every pod range
+    is taken or, with the failing component's log, if it does not become Ready in ``timeout_seconds``. With
+    ``die_with_parent`` the processes end with the calling thread (test sessions).
     """
     if not fake_nodes:
         raise ValueError("a cluster needs at least one fake node")
@@ -229,19 +258,32 @@ def start_cluster(
                 f" on {previous.server_url}). Use it: export KUBECONFIG={previous.kubeconfig}; "
                 "or stop it first: tokenscale dev-cluster down"
             )
-        if previous is not None:
-            processes.stop_all(previous.processes, grace_seconds=2.0)  # leftovers of a half-dead cluster
+        if previous is not None:  # leftovers of a half-dead cluster
+            processes.stop_all(previous.processes, grace_seconds=2.0)
+            _release_pod_range(previous)
         for stale in (layout.state_file, layout.kubeconfig):
             stale.unlink(missing_ok=True)
         for stale_dir in (layout.pki_dir, layout.etcd_dir, layout.logs_dir, layout.service_accounts_dir):
             shutil.rmtree(stale_dir, ignore_errors=True)
+        try:
+            pod_range = podranges.claim_pod_range(
+                claims_dir=pod_range_claims_dir or default_pod_range_claims_dir(), home=layout.home, pid=os.getpid()
+            )
+        except podranges.PodRangesExhaustedError as error:
+            raise ClusterStartError(str(error)) from error
         startup = _Startup(
-            layout=layout, binaries=found, die_with_parent=die_with_parent, timeout_seconds=timeout_seconds
+            layout=layout,
+            binaries=found,
+            pod_range=pod_range,
+            die_with_parent=die_with_parent,
+            timeout_seconds=timeout_seconds,
         )
         try:
+            nodes.check_outside_pod_range(fake_nodes, pod_cidr=pod_range.pod_cidr)
             state = _start(startup, fake_nodes=fake_nodes)
         except BaseException:
             startup.abort()
+            podranges.release_pod_range(pod_range.path, home=layout.home)
             raise
         layout.state_file.with_suffix(".tmp").write_text(state.to_json())
         layout.state_file.with_suffix(".tmp").replace(layout.state_file)
@@ -251,7 +293,10 @@ def start_cluster(
 def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> ClusterState:
     layout = startup.layout
     started_at_unix = time.time()
-    certs = pki.create_pki(layout.pki_dir)
+    try:
+        certs = pki.create_pki(layout.pki_dir)
+    except (OSError, RuntimeError) as error:  # no openssl, or it failed
+        raise ClusterStartError(f"making the cluster's certificates with openssl failed: {error}") from error
     ports = components.free_ports()
     server_url = f"https://127.0.0.1:{ports.apiserver}"
     kubeconfig.write_kubeconfig(
@@ -265,24 +310,34 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
         ),
     )
     components.write_kwok_config(layout)
-    argvs = components.component_argvs(binaries=startup.binaries, layout=layout, certs=certs, ports=ports)
+    argvs = components.component_argvs(
+        binaries=startup.binaries, layout=layout, certs=certs, ports=ports, pod_cidr=startup.pod_range.pod_cidr
+    )
     startup.mark("pki")
 
-    api = _admin_client(f"https://127.0.0.1:{ports.apiserver}", certs)
+    api = _admin_client(server_url, certs)
     startup.spawn("etcd", argvs["etcd"])
     startup.spawn("kube-apiserver", argvs["kube-apiserver"])
     startup.wait_for("kube-apiserver /readyz", lambda: api.get("/readyz")[0] == 200)
 
-    for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
-        startup.spawn(name, argvs[name])
+    # Nodes first: kubectl is quicker while the three components below are not yet starting up beside it on a
+    # 2-core machine, and nothing below needs the nodes before kwok runs.
     cluster_kubectl = Kubectl(
         binary=startup.binaries.path("kubectl"),
         kubeconfig=layout.kubeconfig,
         cache_dir=layout.kubectl_cache,
         env=components.component_env(layout, "kubectl"),
     )
-    cluster_kubectl.create_objects([nodes.node_manifest(node) for node in fake_nodes])
+    try:
+        cluster_kubectl.create_objects([nodes.node_manifest(node) for node in fake_nodes])
+    except KubectlError as error:
+        raise ClusterStartError(f"creating the fake nodes failed: {error}") from error
     startup.mark("nodes created")
+    for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
+        startup.spawn(name, argvs[name])
+    # kwok hands out the pod IPs: its pid keeps the claim alive after the starting process (`dev-cluster up`) ends.
+    kwok = next(process for process in startup.started_processes if process.name == "kwok")
+    podranges.add_claim_pid(startup.pod_range, pid=kwok.pid)
 
     controller_manager = _admin_client(f"https://127.0.0.1:{ports.controller_manager}", certs)
     scheduler = _admin_client(f"https://127.0.0.1:{ports.scheduler}", certs)
@@ -304,15 +359,18 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
         nodes=tuple(names),
         started_at_unix=started_at_unix,
         timings_seconds=startup.timings,
+        pod_cidr=startup.pod_range.pod_cidr,
+        pod_range_claim=startup.pod_range.path,
     )
 
 
-def attach_cluster(home: Path, *, binaries: Binaries | None = None) -> DevCluster | None:
-    """The cluster running in ``home``, or None if none runs there."""
+def attach_cluster(home: Path) -> DevCluster | None:
+    """The cluster running in ``home``, or None if none runs there. It keeps the binaries it was started with,
+    even if the pins have changed since."""
     state = _read_state(ClusterLayout(home.expanduser().resolve()))
-    if state is None or not _is_up(state):
+    if state is None or not _is_up(state) or not state.processes:
         return None
-    return DevCluster(state=state, binaries=binaries or locate_binaries())
+    return DevCluster(state=state, binaries=Binaries(directory=state.processes[0].binary.parent))
 
 
 def stop_cluster(home: Path) -> bool:
@@ -322,7 +380,5 @@ def stop_cluster(home: Path) -> bool:
         state = _read_state(layout)
         if state is None:
             return False
-        processes.stop_all(state.processes)
-        layout.state_file.unlink(missing_ok=True)
-        shutil.rmtree(layout.etcd_dir, ignore_errors=True)
+        _stop(layout, state, popens={})
     return True

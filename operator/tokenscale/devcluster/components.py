@@ -1,7 +1,7 @@
 """The five components of a local cluster: their ports, command lines and environment, and kwok's stage config.
 
 Every listener binds 127.0.0.1 and every address handed to a component is in 127.0.0.0/8
-(docs/testcluster.md §0): pods get IPs from `nodes.POD_CIDR`, Services from `SERVICE_CIDR`.
+(docs/testcluster.md §0): pods get IPs from the cluster's pod range (`podranges`), Services from `SERVICE_CIDR`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ __all__ = [
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 # Service ClusterIPs are inert data here (no kube-proxy, no DNS) and are never dialled; a loopback range keeps
 # every address of the cluster inside 127.0.0.0/8. The apiserver accepts it (only Endpoints and EndpointSlices
-# refuse loopback addresses). It sits beside the pod range (127.1.0.0/16) and the node IPs (127.0.<n>.1).
+# refuse loopback addresses). It sits beside the node IPs (127.0.<n>.1) and is never a pod range (podranges).
 SERVICE_CIDR = "127.2.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_LEASE_SECONDS = 40
@@ -76,8 +76,11 @@ def free_ports() -> Ports:
     return Ports(*found)
 
 
-def component_argvs(*, binaries: Binaries, layout: ClusterLayout, certs: pki.Pki, ports: Ports) -> dict[str, list[str]]:
-    """The command line of every component, keyed by name in start order. Every address is on 127.0.0.1."""
+def component_argvs(
+    *, binaries: Binaries, layout: ClusterLayout, certs: pki.Pki, ports: Ports, pod_cidr: str
+) -> dict[str, list[str]]:
+    """The command line of every component, keyed by name in start order. Every listener is on 127.0.0.1; kwok
+    hands out pod IPs from ``pod_cidr``."""
     serving = [f"--tls-cert-file={certs.serving_cert}", f"--tls-private-key-file={certs.serving_key}"]
     etcd_client = f"http://127.0.0.1:{ports.etcd_client}"
     etcd_peer = f"http://127.0.0.1:{ports.etcd_peer}"
@@ -150,7 +153,7 @@ def component_argvs(*, binaries: Binaries, layout: ClusterLayout, certs: pki.Pki
             "--manage-nodes-with-annotation-selector={}={}".format(*nodes.KWOK_NODE_ANNOTATION),
             f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
             # kwok's default pod CIDR is outside loopback; pod IPs must be bindable on lo.
-            f"--cidr={nodes.POD_CIDR}",
+            f"--cidr={pod_cidr}",
             "--node-ip=127.0.0.1",
             f"--server-address=127.0.0.1:{ports.kwok}",
             *serving,

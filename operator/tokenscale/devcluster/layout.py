@@ -6,16 +6,26 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ClusterLayout", "default_home"]
+__all__ = ["ClusterLayout", "cache_root", "default_home", "default_pod_range_claims_dir"]
 
 
-def default_home() -> Path:
-    """``<cache>/dev-cluster``; the cache is ``$TOKENSCALE_CACHE_DIR``, ``$XDG_CACHE_HOME/tokenscale`` or
-    ``~/.cache/tokenscale``, as for the binaries."""
+def cache_root() -> Path:
+    """``$TOKENSCALE_CACHE_DIR``, ``$XDG_CACHE_HOME/tokenscale`` or ``~/.cache/tokenscale``, as for the binaries."""
     cache = os.environ.get("TOKENSCALE_CACHE_DIR")
     if not cache:
         cache = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenscale")
-    return Path(cache).expanduser() / "dev-cluster"
+    return Path(cache).expanduser()
+
+
+def default_home() -> Path:
+    """``<cache>/dev-cluster`` (`cache_root`)."""
+    return cache_root() / "dev-cluster"
+
+
+def default_pod_range_claims_dir() -> Path:
+    """``<cache>/pod-ranges`` (`cache_root`): one directory for every cluster of this user, wherever its home is,
+    so that clusters started side by side (test sessions in temporary homes, the demo) see each other's claims."""
+    return cache_root() / "pod-ranges"
 
 
 @dataclass(frozen=True)

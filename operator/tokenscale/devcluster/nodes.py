@@ -6,13 +6,14 @@ the GPU product and the network topology (zone, S1/S2 switches and RDMA-subgroup
 HeteroScale's topology tree; reference/algorithms.md §2.4) that placement reads.
 
 Addresses stay in 127.0.0.0/8 (docs/testcluster.md): node ``i`` (from 0) has InternalIP ``127.0.<i+1>.1`` and pods
-get IPs from `POD_CIDR`, so that a test process can bind every pod IP on ``lo`` and nothing is ever dialled
-outside loopback.
+get IPs from the cluster's pod range (`POD_CIDR` unless another cluster holds it; `podranges`), so that a test
+process can bind every pod IP on ``lo`` and nothing is ever dialled outside loopback.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,10 +28,12 @@ __all__ = [
     "S2_SWITCH_LABEL",
     "ZONE_LABEL",
     "FakeNode",
+    "check_outside_pod_range",
     "fake_gpu_nodes",
     "node_manifest",
 ]
 
+# The first pod range a cluster claims (podranges.CANDIDATE_POD_CIDRS); a cluster's own is `DevCluster.pod_cidr`.
 POD_CIDR = "127.1.0.0/16"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -44,7 +47,6 @@ KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 COLD_START_DELAY_ANNOTATION = "sim.tokenscale.io/cold-start-delay"
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
-_POD_NETWORK = ipaddress.ip_network(POD_CIDR)
 _MAX_NODES = 250
 _RDMA_PRIORITIES = ("low", "medium", "high")
 
@@ -66,13 +68,23 @@ class FakeNode:
     max_pods: int = 110
 
     def __post_init__(self) -> None:
+        # Outside the pod range too, but that range is the cluster's: `check_outside_pod_range` at start.
         address = ipaddress.ip_address(self.internal_ip)
-        if address not in _LOOPBACK or address in _POD_NETWORK:
-            raise ValueError(f"node {self.name}: InternalIP {address} must be in 127.0.0.0/8 outside {POD_CIDR}")
+        if address not in _LOOPBACK:
+            raise ValueError(f"node {self.name}: InternalIP {address} must be in 127.0.0.0/8")
         if self.gpu_count < 0:
             raise ValueError(f"node {self.name}: gpu_count must be >= 0, not {self.gpu_count}")
         if self.rdma_subgroup_priority not in _RDMA_PRIORITIES:
             raise ValueError(f"node {self.name}: rdma_subgroup_priority must be one of {', '.join(_RDMA_PRIORITIES)}")
+
+
+def check_outside_pod_range(fake_nodes: Sequence[FakeNode], *, pod_cidr: str) -> None:
+    """Raise ValueError naming the first node whose InternalIP is inside ``pod_cidr``, the cluster's pod range
+    (kwok could give that address to a pod). 127.0.0.0/16, where `fake_gpu_nodes` puts them, is in no pod range."""
+    pods = ipaddress.ip_network(pod_cidr)
+    for node in fake_nodes:
+        if ipaddress.ip_address(node.internal_ip) in pods:
+            raise ValueError(f"node {node.name}: InternalIP {node.internal_ip} is inside the pod range {pod_cidr}")
 
 
 def fake_gpu_nodes(

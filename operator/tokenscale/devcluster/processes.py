@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ComponentProcess", "is_running", "spawn", "stop_all", "tail"]
+__all__ = ["ComponentProcess", "is_running", "pid_alive", "spawn", "stop_all", "tail"]
 
 _PR_SET_PDEATHSIG = 1
 _POLL_SECONDS = 0.02
@@ -66,15 +66,23 @@ def spawn(
     return ComponentProcess(name=name, pid=popen.pid, binary=Path(argv[0]), log=log), popen
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists and is not a zombie (exited, not yet reaped), whatever it runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def is_running(process: ComponentProcess) -> bool:
     """Whether ``process.pid`` is alive (not a zombie) and still runs ``process.binary``."""
     try:
         if Path(os.readlink(f"/proc/{process.pid}/exe")) != process.binary.resolve():
             return False
-        stat = Path(f"/proc/{process.pid}/stat").read_text()
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    return pid_alive(process.pid)
 
 
 def _wait_gone(process: ComponentProcess, popen: subprocess.Popen[bytes] | None, *, timeout_seconds: float) -> bool:

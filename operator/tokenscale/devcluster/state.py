@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenscale.devcluster import nodes
 from tokenscale.devcluster.components import Ports
 from tokenscale.devcluster.processes import ComponentProcess
 
@@ -17,7 +18,12 @@ __all__ = ["ClusterState"]
 
 @dataclass(frozen=True)
 class ClusterState:
-    """What ``state.json`` holds: enough to use, inspect and stop a running cluster from another process."""
+    """What ``state.json`` holds: enough to use, inspect and stop a running cluster from another process.
+
+    ``pod_cidr`` is the cluster's pod range and ``pod_range_claim`` the claim file that holds it (`podranges`),
+    released on stop. A state file written before clusters claimed ranges has neither: its cluster used
+    `nodes.POD_CIDR` and holds no claim.
+    """
 
     home: Path
     server_url: str
@@ -27,6 +33,8 @@ class ClusterState:
     nodes: tuple[str, ...]
     started_at_unix: float
     timings_seconds: Mapping[str, float]
+    pod_cidr: str
+    pod_range_claim: Path | None
 
     def to_json(self) -> str:
         document: dict[str, Any] = {
@@ -40,12 +48,15 @@ class ClusterState:
             "nodes": list(self.nodes),
             "startedAtUnix": self.started_at_unix,
             "timingsSeconds": dict(self.timings_seconds),
+            "podCIDR": self.pod_cidr,
+            "podRangeClaim": None if self.pod_range_claim is None else str(self.pod_range_claim),
         }
         return json.dumps(document, indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> ClusterState:
         document = json.loads(text)
+        claim = document.get("podRangeClaim")
         return cls(
             home=Path(document["home"]),
             server_url=document["serverURL"],
@@ -58,6 +69,8 @@ class ClusterState:
             nodes=tuple(document["nodes"]),
             started_at_unix=document["startedAtUnix"],
             timings_seconds=document["timingsSeconds"],
+            pod_cidr=document.get("podCIDR", nodes.POD_CIDR),
+            pod_range_claim=None if claim is None else Path(claim),
         )
 
     def process(self, name: str) -> ComponentProcess | None:

@@ -49,8 +49,8 @@ class ScrapeSettings:
     """Pod IPs that may be dialled (the cluster's pod CIDRs). No default: an operator states where pods live,
     so a forged ``status.podIP`` cannot point the scraper at anything else."""
     timeout_seconds: float = 2.0
-    """Deadline for one scrape: connect, headers and body. Below the 1 s tick would drop slow pods every
-    tick; the controller should keep it under its tick interval."""
+    """Deadline for one scrape: connect, headers and body together. A pod that misses it is unknown for that
+    tick; keep it at or below the tick interval so one hung pod cannot hold up a tick."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Cap on an exposition body. vLLM serves 50–100 KB; 4 MiB leaves room for many LoRA or DP label sets."""
     max_concurrency: int = 64
@@ -131,7 +131,7 @@ class Scraper:
             except (TimeoutError, httpx.TimeoutException):
                 return self._unknown(UnknownReason.TIMEOUT, f"no answer from {url} within {self._timeout_text}")
             except httpx.ConnectError as error:
-                return self._unknown(UnknownReason.CONNECTION_FAILED, f"{url}: {error or type(error).__name__}")
+                return self._unknown(UnknownReason.CONNECTION_FAILED, f"{url}: {str(error) or type(error).__name__}")
             except httpx.HTTPError as error:
                 return self._unknown(UnknownReason.TRANSPORT_ERROR, f"{url}: {type(error).__name__}: {error}")
             except Exception as error:  # the contract: nothing raises out of a scrape
@@ -150,21 +150,17 @@ class Scraper:
         response = await self._client.send(request, stream=True)
         try:
             timestamp_seconds = self._clock()
-            if response.status_code != httpx.codes.OK:
-                return self._unknown(UnknownReason.HTTP_STATUS, f"{url} answered HTTP {response.status_code}")
-            coding = response.headers.get("content-encoding", "identity").strip().lower()
-            if coding not in ("identity", ""):
-                return self._unknown(UnknownReason.PARSE_ERROR, f"{url} sent content-encoding {coding[:32]!r}")
+            refusal = self._refusal(url, response)
+            if refusal is not None:
+                return Unknown(timestamp_seconds, *refusal)
             cap = self._settings.max_body_bytes
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > cap:
-                return self._unknown(UnknownReason.TOO_LARGE, f"{url} declared {declared} bytes, cap {cap}")
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_raw():
+            async for chunk in response.aiter_bytes():  # identity only (checked above): no decoding
                 size += len(chunk)
                 if size > cap:
-                    return self._unknown(UnknownReason.TOO_LARGE, f"{url} body exceeds the cap of {cap} bytes")
+                    message = f"{url} body exceeds the cap of {cap} bytes"
+                    return Unknown(timestamp_seconds, UnknownReason.TOO_LARGE, message)
                 chunks.append(chunk)
         finally:
             await response.aclose()
@@ -178,6 +174,18 @@ class Scraper:
             return Unknown(timestamp_seconds, UnknownReason.NO_MATCHING_FAMILY, f"{url}: {error}")
         except ExpositionError as error:
             return Unknown(timestamp_seconds, UnknownReason.PARSE_ERROR, f"{url}: {error}")
+
+    def _refusal(self, url: str, response: httpx.Response) -> tuple[UnknownReason, str] | None:
+        """Why the response headers already rule out reading the body, if they do."""
+        if response.status_code != httpx.codes.OK:
+            return UnknownReason.HTTP_STATUS, f"{url} answered HTTP {response.status_code}"
+        coding = response.headers.get("content-encoding", "identity").strip().lower()
+        if coding not in ("identity", ""):
+            return UnknownReason.PARSE_ERROR, f"{url} sent content-encoding {coding[:32]!r}"
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._settings.max_body_bytes:
+            return UnknownReason.TOO_LARGE, f"{url} declared {declared} bytes, cap {self._settings.max_body_bytes}"
+        return None
 
     def _unknown(self, reason: UnknownReason, message: str) -> Unknown:
         return Unknown(self._clock(), reason, message)

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tokenscale.devcluster import components, layout, nodes, pki
+from tokenscale.devcluster import components, layout, pki, podranges
 from tokenscale.devcluster.binaries import Binaries
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _PORTS = components.Ports(etcd_client=1, etcd_peer=2, apiserver=3, controller_manager=4, scheduler=5, kwok=6)
+_POD_CIDR = "127.16.0.0/16"  # a range other than the default, as a cluster gets when another holds the default
 # An IPv4 literal anywhere in a flag value: inside a URL, host:port or a CIDR.
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
@@ -23,6 +24,7 @@ def _argvs(tmp_path: Path) -> dict[str, list[str]]:
         layout=layout.ClusterLayout(tmp_path / "home"),
         certs=pki.Pki.at(tmp_path / "pki"),
         ports=_PORTS,
+        pod_cidr=_POD_CIDR,
     )
 
 
@@ -44,15 +46,15 @@ def test_every_address_in_a_command_line_is_loopback(tmp_path: Path, component: 
     assert not any("localhost" in arg or "0.0.0.0" in arg for arg in argv)
 
 
-def test_pod_and_service_ranges_are_loopback_and_disjoint(tmp_path: Path) -> None:
-    argvs = _argvs(tmp_path)
-    pods = ipaddress.ip_network(_flag(argvs["kwok"], "cidr"))
-    services = ipaddress.ip_network(_flag(argvs["kube-apiserver"], "service-cluster-ip-range"))
+def test_kwok_hands_out_pod_ips_from_the_clusters_range(tmp_path: Path) -> None:
+    assert _flag(_argvs(tmp_path)["kwok"], "cidr") == _POD_CIDR
 
-    assert pods == ipaddress.ip_network(nodes.POD_CIDR)
-    assert pods.subnet_of(_LOOPBACK)
+
+def test_service_range_is_loopback_and_no_pod_range(tmp_path: Path) -> None:
+    services = ipaddress.ip_network(_flag(_argvs(tmp_path)["kube-apiserver"], "service-cluster-ip-range"))
+
     assert services.subnet_of(_LOOPBACK)
-    assert not pods.overlaps(services)
+    assert not any(services.overlaps(ipaddress.ip_network(pods)) for pods in podranges.CANDIDATE_POD_CIDRS)
 
 
 def test_apiserver_authorizes_with_rbac_and_writes_no_loopback_endpoints(tmp_path: Path) -> None:

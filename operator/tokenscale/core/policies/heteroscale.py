@@ -216,7 +216,6 @@ class HeteroScalePolicy(BehaviorLimits):
                 )
             else:
                 found.append(Reason(reasons.DECODE_THROUGHPUT, proportional))
-            decode, prefill = settings.decode.clamp(decode), settings.prefill.clamp(prefill)
             next_state = HeteroScaleState(now, state.last_scale_in_seconds, None)
             return answer(prefill, decode, next_state, rejoin_pods=rejoin)
 
@@ -228,7 +227,14 @@ class HeteroScalePolicy(BehaviorLimits):
                 decode_target=decode_target,
                 ratio=ratio,
             )
-            if (decode, prefill) != (decode_now, prefill_now) and not observation.unknown_reasons:
+            if (decode, prefill) != (decode_now, prefill_now) and observation.unknown_reasons:
+                found.append(
+                    Reason(
+                        reasons.SCALE_IN_BLOCKED_UNKNOWN_INPUT, f"{proportional}; no scale-in while pods are unknown"
+                    )
+                )
+                return answer(prefill_now, decode_now, state, rejoin_pods=rejoin)
+            if (decode, prefill) != (decode_now, prefill_now):
                 if knobs.soft_scale_in_seconds <= 0:
                     found.append(Reason(reasons.DECODE_THROUGHPUT, proportional))
                     return answer(prefill, decode, HeteroScaleState(state.last_scale_out_seconds, now, None))

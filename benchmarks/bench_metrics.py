@@ -1,0 +1,142 @@
+"""Issue 3 (engine metrics): CPU per pod for scrape + parse of a realistic ~50 KB vLLM payload, and how many pods
+per second one core sustains against 500 loopback endpoints.
+
+Goals: <= 0.5 ms CPU per pod, >= 1,000 pods/s per core. CPU is the benchmark process's own
+`time.process_time` (the endpoints are served by a separate process, `benchmarks.exposition_server`), so
+pods/s per core = pods scraped / CPU seconds spent. Parse costs compare prometheus_client's parser on the
+whole text, the same parser on the family-filtered lines, and the memoised path the scraper uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.vllm_payload import vllm_exposition
+from tokenscale.core.types import EngineSample
+from tokenscale.metrics.engines import preset_for
+from tokenscale.metrics.engines.preset import sample_from_series
+from tokenscale.metrics.exposition import SeriesParser
+from tokenscale.metrics.scraper import Endpoint, Scraper, ScrapeSettings
+from tokenscale.metrics.source import PodTarget
+
+PODS = 500
+ROUNDS = 8
+VLLM = preset_for("vllm")
+
+
+def cpu_microseconds_per_call(call: Callable[[], object], *, budget_seconds: float = 1.0) -> float:
+    """Mean CPU time of ``call`` in µs, repeated for about ``budget_seconds`` of CPU (best of three runs)."""
+    call()
+    started = time.process_time()
+    calls = 0
+    while time.process_time() - started < budget_seconds / 10:
+        call()
+        calls += 1
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for _ in range(calls * 3):
+            call()
+        best = min(best, (time.process_time() - started) / (calls * 3))
+    return best * 1e6
+
+
+def bench_parse() -> None:
+    text = vllm_exposition()
+    kept = VLLM.series_filter.candidate_lines(text)
+    filtered = "\n".join(kept)
+    parser = SeriesParser()
+
+    def ours() -> EngineSample:
+        series = parser.parse(text, VLLM.series_filter)
+        return sample_from_series(VLLM, series, timestamp_seconds=0.0, model_name=None)
+
+    def ours_cold() -> EngineSample:
+        series = SeriesParser().parse(text, VLLM.series_filter)
+        return sample_from_series(VLLM, series, timestamp_seconds=0.0, model_name=None)
+
+    print(f"payload: {len(text.encode())} bytes, {text.count(chr(10))} lines, {len(kept)} kept by the vLLM filter")
+    rows = [
+        ("prometheus_client parser, whole text", lambda: list(text_string_to_metric_families(text))),
+        ("prometheus_client parser, filtered lines", lambda: list(text_string_to_metric_families(filtered))),
+        ("family filter only (regex)", lambda: VLLM.series_filter.candidate_lines(text)),
+        ("tokenscale parse + normalise, cold memo", ours_cold),
+        ("tokenscale parse + normalise, warm memo", ours),
+    ]
+    for label, call in rows:
+        print(f"  {label:<44} {cpu_microseconds_per_call(call):8.0f} µs CPU per payload")
+
+
+async def _scrape_rounds(
+    scraper: Scraper, pods: list[PodTarget], endpoint: Endpoint, rounds: int
+) -> tuple[float, float]:
+    """CPU and wall seconds for ``rounds`` scrapes of every pod; fails loudly if any pod is not a sample."""
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
+    for _ in range(rounds):
+        results = await scraper.scrape(pods, endpoint)
+        failed = [result for result in results.values() if not isinstance(result, EngineSample)]
+        if failed:
+            raise RuntimeError(f"{len(failed)} pods not sampled, e.g. {failed[0]}")
+    return time.process_time() - cpu_started, time.perf_counter() - wall_started
+
+
+async def bench_scrape(port: int, addresses: list[str]) -> None:
+    pods = [PodTarget(f"pod-{index}", ip) for index, ip in enumerate(addresses)]
+    endpoint = Endpoint(preset=VLLM, port=port)
+    settings = ScrapeSettings(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),), timeout_seconds=30.0)
+    count = len(pods)
+
+    async with Scraper(settings) as scraper:
+        cold_cpu, _ = await _scrape_rounds(scraper, pods, endpoint, 1)
+        cpu, wall = await _scrape_rounds(scraper, pods, endpoint, ROUNDS)
+    scraped = ROUNDS * count
+    print(f"scrape + parse, {count} loopback endpoints, one shared client with per-pod keep-alive pools:")
+    print(f"  first round (connect, memo fill)  {cold_cpu / count * 1e6:8.0f} µs CPU per pod")
+    print(f"  steady state, {ROUNDS} rounds           {cpu / scraped * 1e6:8.0f} µs CPU per pod")
+    print(f"  pods per CPU-second (one core)    {scraped / cpu:8.0f} pods/s")
+    print(f"  wall-clock throughput             {scraped / wall:8.0f} pods/s (server shares the machine)")
+
+    # Ablation: one httpx pool for every pod (httpx's default transport), to show why pools are per origin.
+    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
+    async with Scraper(settings, transport=httpx.AsyncHTTPTransport(limits=limits, trust_env=False)) as pooled:
+        await _scrape_rounds(pooled, pods, endpoint, 1)
+        pooled_cpu, _ = await _scrape_rounds(pooled, pods, endpoint, 1)
+    print(f"  ablation: one shared pool         {pooled_cpu / count * 1e6:8.0f} µs CPU per pod")
+
+
+def main() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    bench_parse()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.exposition_server", "--count", str(PODS)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        listening = json.loads(server.stdout.readline())
+        asyncio.run(bench_scrape(listening["port"], listening["addresses"]))
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+if __name__ == "__main__":
+    main()
