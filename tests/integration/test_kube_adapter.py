@@ -13,7 +13,7 @@ import pytest
 from tests.integration import operator_process as op
 from tests.integration.waiting import wait_until
 
-from tokenscale.devcluster import cluster, nodes
+from tokenscale.devcluster import cluster
 from tokenscale.devcluster.kubectl import Kubectl
 from tokenscale.kube import client as kube_client
 from tokenscale.kube import errors
@@ -35,7 +35,9 @@ def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
         api.close()
 
 
-def test_deployment_scale_round_trip_and_pods_by_selector(kube: KubeCluster, kubectl: Kubectl, namespace: str) -> None:
+def test_deployment_scale_round_trip_and_pods_by_selector(
+    dev_cluster: cluster.DevCluster, kube: KubeCluster, kubectl: Kubectl, namespace: str
+) -> None:
     op.apply(kubectl, namespace, op.deployment("engine", replicas=1, role="decode"))
     scale = asyncio.run(kube.read_scale(namespace=namespace, ref=DEPLOYMENT))
     assert (scale.spec_replicas, scale.selector) == (1, "app=engine")
@@ -48,7 +50,7 @@ def test_deployment_scale_round_trip_and_pods_by_selector(kube: KubeCluster, kub
         return found if len(found) == 3 and all(p.ready for p in found) else []
 
     found = wait_until(ready, what="3 Ready pods listed")
-    network = ipaddress.ip_network(nodes.POD_CIDR)
+    network = ipaddress.ip_network(dev_cluster.pod_cidr)
     assert all(p.pod_ip and ipaddress.ip_address(p.pod_ip) in network for p in found)
     assert len({p.pod_ip for p in found}) == 3
     assert all(p.ready_since_seconds is not None and p.labels["tokenscale.io/role"] == "decode" for p in found)

@@ -301,10 +301,12 @@ class _Tick:
         for role in changing:
             current = self.scales[role].spec_replicas
             if wanted[role] < current:
+                # Terminating pods are already leaving and no longer count in the ReplicaSet's replicas.
+                leaving = frozenset(p.name for p in self.pods[role] if p.deleting)
                 victims = scale_in_victims(
                     pods=views[role],
                     count=current - wanted[role],
-                    keep=frozenset(decision.convert_pods),
+                    keep=frozenset(decision.convert_pods) | leaving,
                     withdrawn=self._withdrawn(role) | frozenset(decision.withdraw_pods),
                 )
                 await self._mark_victims(role=role, victims=frozenset(victims))

@@ -336,3 +336,31 @@ def test_scale_in_victims(
     pods: list[PodView], count: int, keep: frozenset[str], withdrawn: frozenset[str], victims: list[str]
 ) -> None:
     assert reconcile.scale_in_victims(pods=pods, count=count, keep=keep, withdrawn=withdrawn) == victims
+
+
+async def test_condition_keeps_its_transition_time_until_its_status_changes() -> None:
+    service = Service(_spec(policy=STATIC), prefill=1, decode=1)
+    await service.tick(1)  # one sample per pod: load unknown
+
+    def transition(kind: str) -> str:
+        return str(next(c for c in service.status["conditions"] if c["type"] == kind)["lastTransitionTime"])
+
+    unknown_since = transition("MetricsAvailable")
+    assert service.condition("MetricsAvailable") == ("False", "MetricsUnavailable")
+    await service.tick(2)
+    assert service.condition("MetricsAvailable") == ("True", "MetricsAvailable")
+    known_since = transition("MetricsAvailable")
+    assert known_since != unknown_since
+    ready_since = transition("Ready")
+    await service.tick(2)
+    assert (transition("MetricsAvailable"), transition("Ready")) == (known_since, ready_since)
+
+
+async def test_decision_history_records_a_repeated_hold_once() -> None:
+    service = Service(_spec(), prefill=1, decode=1)
+    for model in service.scraper.engines.values():
+        model.healthy = False
+    await service.tick(5)  # five identical holds: one entry
+    holds = [d for d in service.status["lastDecisions"] if d["action"] == "hold"]
+    assert len(holds) == 1
+    assert holds[0]["reason"] == "InputUnknown"
