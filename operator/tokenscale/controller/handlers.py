@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 FINALIZER = "tokenscale.io/finalizer"
 _ANNOTATION_PREFIX = "tokenscale.io"
+_INVALID_SPEC_RECHECK_SECONDS = 5.0
+"""An invalid spec is parsed again this often (its generation may have changed meanwhile)."""
 
 
 @dataclass
@@ -149,7 +151,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     ) -> None:
         namespace = namespace or ""
         memory = runtime.memories.setdefault(uid, ServiceMemory())
+        events = _KopfEvents(body)
         config: ServiceConfig | None = None
+        invalid_generation: int | None = None
         loop = asyncio.get_running_loop()
         while not stopped:
             started = loop.time()
@@ -159,27 +163,36 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                     config = parse_service(spec=dict(spec), generation=generation)
                 except InvalidSpecError as exc:
                     config = None
-                    await _report_invalid(runtime, body=body, status=status, message=str(exc), generation=generation)
-                    await stopped.wait(5.0)
+                    if invalid_generation != generation:  # once per generation: the spec is what must change
+                        invalid_generation = generation
+                        await _report_invalid(
+                            runtime, body=body, status=status, message=str(exc), generation=generation
+                        )
+                    await stopped.wait(_INVALID_SPEC_RECHECK_SECONDS)
                     continue
             if runtime.scraper is None:
                 raise kopf.TemporaryError("the scraper is not started yet", delay=1.0)
             ports = reconcile.TickPorts(
                 cluster=runtime.cluster,
                 scraper=runtime.scraper,
-                events=_KopfEvents(body),
+                events=events,
                 metrics=runtime.metrics,
                 event_repeat_seconds=runtime.event_repeat_seconds,
             )
-            await reconcile.run_tick(
-                namespace=namespace,
-                name=name,
-                config=config,
-                memory=memory,
-                ports=ports,
-                now_seconds=runtime.clock(),
-                previous_status=_status_dict(status),
-            )
+            try:
+                await reconcile.run_tick(
+                    namespace=namespace,
+                    name=name,
+                    config=config,
+                    memory=memory,
+                    ports=ports,
+                    now_seconds=runtime.clock(),
+                    previous_status=_status_dict(status),
+                )
+            except Exception:
+                # A bug must not stop the service's ticks (kopf would back the daemon off for a minute): log it
+                # with its traceback and try again next tick.
+                logger.exception("%s/%s: tick failed; retrying next tick", namespace, name)
             await stopped.wait(max(config.tick_seconds - (loop.time() - started), 0.0))
 
     @kopf.on.delete(*resource, registry=registry)

@@ -406,11 +406,12 @@ async def run_tick(
         else:
             await _decide_and_act(tick, builder)
     status_ = builder.build(scales=tick.scales)
-    try:
-        await ports.cluster.patch_status(namespace=namespace, name=name, status_=status_)
-    except kube_errors.ApiError as exc:
-        ports.metrics.actuation_errors.labels(namespace, name, "status", "StatusFailed").inc()
-        logger.warning("%s/%s: status not written, written next tick: %s", namespace, name, exc)
+    if status_ != previous_status:  # an unchanged status is not written again (no API call, no watch event)
+        try:
+            await ports.cluster.patch_status(namespace=namespace, name=name, status_=status_)
+        except kube_errors.ApiError as exc:
+            ports.metrics.actuation_errors.labels(namespace, name, "status", "StatusFailed").inc()
+            logger.warning("%s/%s: status not written, written next tick: %s", namespace, name, exc)
     ports.metrics.reconcile_duration.labels(namespace, name).observe(time.perf_counter() - started)
 
 
