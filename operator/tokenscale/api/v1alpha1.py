@@ -16,6 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from tokenscale.core import profile as core_profile
+from tokenscale.core import settings as core_settings
+
 __all__ = [
     "API_VERSION",
     "GROUP",
@@ -92,6 +95,10 @@ class PolicyName(enum.StrEnum):
     APA = "apa"
     DISTSERVE = "distserve"
     STATIC = "static"
+    # Ablation variants of TokenScale (docs/algorithms.md): its prefill scaler with DistServe-style decode sizing,
+    # and both its scalers without convertible decoders.
+    TOKENSCALE_PREFILL_ONLY = "tokenscale-prefill-only"
+    TOKENSCALE_NO_CONVERSION = "tokenscale-no-conversion"
 
 
 class MetricsSource(enum.StrEnum):
@@ -139,6 +146,9 @@ class RoleSpec(_Model):
         "never scale out again.",
     )
     max_replicas: int = Field(default=16, ge=1, le=10_000, description="Most replicas.")
+
+    def to_core(self) -> core_settings.RoleBounds:
+        return core_settings.RoleBounds(min_replicas=self.min_replicas, max_replicas=self.max_replicas)
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> RoleSpec:
@@ -236,6 +246,12 @@ class SLOSpec(_Model):
         default=0.1, gt=0, le=60, description="Time-per-output-token objective (TokenScale: 100 ms)."
     )
 
+    def to_core(self) -> core_settings.SLO:
+        return core_settings.SLO(
+            ttft_tiers=tuple((t.max_input_tokens, t.ttft_seconds) for t in self.ttft_tiers),
+            tpot_seconds=self.tpot_seconds,
+        )
+
     @model_validator(mode="after")
     def _tiers_increase(self) -> SLOSpec:
         bounds = [t.max_input_tokens for t in self.ttft_tiers]
@@ -281,13 +297,31 @@ class TokenScalePolicySpec(_Model):
         le=65_536,
         description="Prefill tokens per decode step on a converted decoder (restricted chunked prefill).",
     )
+    tpot_headroom_ratio: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="A decoder converts only while its decode step plus one prefill chunk stays within this "
+        "share of the TPOT objective, so decode keeps its objective.",
+    )
+    conversion_kv_reserve_ratio: float = Field(
+        default=0.15,
+        ge=0,
+        lt=1,
+        description="Share of a converted decoder's KV cache held for burst prefills; decode sizing adds "
+        "that much decoder capacity back.",
+    )
+
+    def to_core(self) -> core_settings.TokenScaleSettings:
+        return core_settings.TokenScaleSettings(**self.model_dump())
 
 
 class HeteroScalePolicySpec(_Model):
-    target_decode_tokens_per_second: float = Field(
-        default=4000,
+    target_decode_tokens_per_second: float | None = Field(
+        default=None,
         gt=0,
-        description="Per-decode-instance decode TPS target from a pressure test (HeteroScale's T_D).",
+        description="Per-decode-instance decode TPS target from a pressure test (HeteroScale's T_D); unset "
+        "derives it from the profile: the generation tokens/s one decoder sustains at the TPOT objective.",
     )
     prefill_to_decode_ratio: float | None = Field(
         default=None,
@@ -304,6 +338,24 @@ class HeteroScalePolicySpec(_Model):
         ge=0,
         description="Withdrawn pods keep running this long before they are removed (soft scale-in).",
     )
+    moderate_latency_ratio: float = Field(
+        default=1.0, gt=0, description="Latency p90 above this times its objective is a moderate breach."
+    )
+    severe_latency_ratio: float = Field(
+        default=1.2, gt=0, description="Latency p90 above this times its objective is a severe breach."
+    )
+    moderate_step_ratio: float = Field(
+        default=0.10, ge=0, le=10, description="A moderate breach adds this share of replicas (HeteroScale: 10%)."
+    )
+    severe_step_ratio: float = Field(
+        default=0.20, ge=0, le=10, description="A severe breach adds this share of replicas (HeteroScale: 20%)."
+    )
+    scale_in_damping: float = Field(
+        default=0.5, gt=0, le=1, description="A scale-in closes this share of the gap to the target."
+    )
+
+    def to_core(self) -> core_settings.HeteroScaleSettings:
+        return core_settings.HeteroScaleSettings(**self.model_dump())
 
 
 class HPAPolicySpec(_Model):
@@ -312,6 +364,18 @@ class HPAPolicySpec(_Model):
     )
     target: float = Field(default=0.7, gt=0, description="Target per-pod value (KV usage 0.7 = 70%).")
     tolerance: float = Field(default=0.1, ge=0, le=1, description="Dead band around the target (HPA: 10%).")
+    scale_down_stabilization_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="HPA's own scale-down stabilisation (its default 300 s), used instead of behavior's.",
+    )
+    sync_period_seconds: float = Field(
+        default=15, gt=0, le=3600, description="Seconds between HPA evaluations (kube-controller-manager: 15 s)."
+    )
+
+    def to_core(self) -> core_settings.HPASettings:
+        return core_settings.HPASettings(**self.model_dump())
 
 
 class KPAPolicySpec(_Model):
@@ -321,6 +385,23 @@ class KPAPolicySpec(_Model):
     panic_threshold: float = Field(default=2.0, gt=1, description="Panic when panic/stable exceeds this.")
     max_scale_up_rate: float = Field(default=2.0, gt=1, description="At most this times Ready pods per step.")
     max_scale_down_rate: float = Field(default=2.0, gt=1, description="At least Ready pods over this per step.")
+    up_tolerance: float = Field(default=0.1, ge=0, le=1, description="AIBrix v0.5 default: 0.1.")
+    down_tolerance: float = Field(default=0.1, ge=0, le=1, description="AIBrix v0.5 default: 0.1.")
+    scale_down_delay_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="Scale in only to the highest recommendation over this window (AIBrix v0.5 cooldown: 300 s); "
+        "used instead of behavior's.",
+    )
+    decode_metric: Literal["kv_cache_usage", "requests_running"] = Field(
+        default="kv_cache_usage",
+        description="Decode's per-pod metric (prefill uses concurrency): KV usage, as TokenScale's AIBrix baseline.",
+    )
+    decode_target: float = Field(default=0.7, gt=0, description="Decode's per-pod target (KV usage 0.7 = 70%).")
+
+    def to_core(self) -> core_settings.KPASettings:
+        return core_settings.KPASettings(**self.model_dump())
 
 
 class APAPolicySpec(_Model):
@@ -332,6 +413,12 @@ class APAPolicySpec(_Model):
     down_tolerance: float = Field(default=0.1, ge=0, le=1, description="AIBrix v0.5 default: 0.1.")
     max_scale_up_rate: float = Field(default=2.0, gt=1, description="At most this times current per step.")
     max_scale_down_rate: float = Field(default=2.0, gt=1, description="At least current over this per step.")
+    window_seconds: float = Field(
+        default=180, gt=0, le=3600, description="Averaging window of the metric (AIBrix v0.5 stable window)."
+    )
+
+    def to_core(self) -> core_settings.APASettings:
+        return core_settings.APASettings(**self.model_dump())
 
 
 class DistServePolicySpec(_Model):
@@ -344,10 +431,16 @@ class DistServePolicySpec(_Model):
     replan_interval_seconds: float = Field(default=30, gt=0, description="Seconds between re-plans.")
     rate_window_seconds: float = Field(default=60, gt=0, description="Request-rate window of a re-plan.")
 
+    def to_core(self) -> core_settings.DistServeSettings:
+        return core_settings.DistServeSettings(**self.model_dump())
+
 
 class StaticPolicySpec(_Model):
     prefill_replicas: int = Field(ge=1, description="Fixed prefill replicas.")
     decode_replicas: int = Field(ge=1, description="Fixed decode replicas.")
+
+    def to_core(self) -> core_settings.StaticSettings:
+        return core_settings.StaticSettings(**self.model_dump())
 
 
 class PolicySpec(_Model):
@@ -363,7 +456,8 @@ class PolicySpec(_Model):
 
     name: PolicyName = Field(
         default=PolicyName.TOKENSCALE,
-        description="Scaling policy: tokenscale, heteroscale, hpa, kpa, apa, distserve or static.",
+        description="Scaling policy: tokenscale, heteroscale, hpa, kpa, apa, distserve or static; the ablation "
+        "variants tokenscale-prefill-only and tokenscale-no-conversion.",
     )
     tokenscale: TokenScalePolicySpec = Field(default_factory=TokenScalePolicySpec, description="Token Velocity.")
     heteroscale: HeteroScalePolicySpec = Field(
@@ -454,6 +548,9 @@ class BehaviorSpec(_Model):
         "0 scales in at once as the TokenScale paper does.",
     )
 
+    def to_core(self) -> core_settings.Behavior:
+        return core_settings.Behavior(**self.model_dump())
+
 
 class ProfileSpec(_Model):
     name: str = Field(
@@ -480,6 +577,28 @@ class DisaggregatedInferenceServiceSpec(_Model):
     dry_run: bool = Field(
         default=False, description="Compute and report decisions (status, events, metrics) but never act."
     )
+
+    def to_core(self, *, profile: core_profile.Profile) -> core_settings.ScalingSettings:
+        """The core's settings for this spec with ``profile`` (resolved from ``spec.profile.name`` by the caller,
+        e.g. `tokenscale.api.profiles.load_profile`)."""
+        policy = self.policy
+        return core_settings.ScalingSettings(
+            policy=policy.name.value,
+            prefill=self.prefill.to_core(),
+            decode=self.decode.to_core(),
+            behavior=self.behavior.to_core(),
+            slo=self.slo.to_core(),
+            profile=profile,
+            window_seconds=self.metrics.window_seconds,
+            tick_seconds=self.metrics.scrape_interval_seconds,
+            tokenscale=policy.tokenscale.to_core(),
+            heteroscale=policy.heteroscale.to_core(),
+            hpa=policy.hpa.to_core(),
+            kpa=policy.kpa.to_core(),
+            apa=policy.apa.to_core(),
+            distserve=None if policy.distserve is None else policy.distserve.to_core(),
+            static=None if policy.static is None else policy.static.to_core(),
+        )
 
 
 class Condition(_Model):

@@ -150,6 +150,9 @@ class LoadSignals:
     decode_kv_cache_usage_ratio: float = 0.0
     ttft_p90_seconds: float | None = None
     itl_p90_seconds: float | None = None
+    recent_arriving_prompt_tokens_per_second: float | None = None
+    """The same arriving rate over the short recent window (a tick or two): a burst's onset shows here first;
+    ``None`` when not estimated."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,10 +182,15 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reason:
-    """Why: a stable machine code (a metric label, CamelCase like Kubernetes reasons) and a sentence."""
+    """Why: a stable machine code (a metric label, CamelCase like Kubernetes reasons) and a sentence.
+
+    ``role`` names the workload the reason is about, ``None`` when it concerns the whole service. The codes are
+    listed in `tokenscale.core.reasons`.
+    """
 
     code: str
     message: str
+    role: Role | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +200,11 @@ class Decision:
     ``prefill_replicas``/``decode_replicas`` are final (after bounds, step limits and stabilisation);
     ``recommended_*`` are the raw policy outputs before those limits, kept apart so a clamp never feeds back
     into the next recommendation.
+
+    Pod lists are changes to make now, by pod name: ``convert_pods`` start taking prefill work and
+    ``restore_pods`` stop (convertible decoders); ``withdraw_pods`` leave routing but keep running and
+    ``rejoin_pods`` come back (soft scale-in). Withdrawn pods are the first ones removed when the replicas of
+    their workload next fall.
     """
 
     action: Action
@@ -203,3 +216,5 @@ class Decision:
     restore_pods: tuple[str, ...] = ()
     reasons: tuple[Reason, ...] = ()
     inputs: Mapping[str, float] = field(default_factory=dict)
+    withdraw_pods: tuple[str, ...] = ()
+    rejoin_pods: tuple[str, ...] = ()

@@ -1,0 +1,238 @@
+"""Convertible decoders: which decode pods take prefill work during a burst, and when they go back.
+
+All of this is [reconstructed] (algorithms.md §1.5: the paper states the mechanism, not its rules).
+
+- Ready prefill capacity ``cap_P = N_P,ready · min(V_P, V_N)``; the arriving rate λ is TokenScale's sizing
+  rate (the higher of the window and recent estimates).
+- A converted decoder runs *restricted chunked prefill*: each decode step also prefills ``c`` =
+  ``prefill_chunk_tokens`` tokens, so its step takes ``t = ITL(B, K) + t_prefill(c)`` (the profile's
+  `PerfModel`, with the pod's running requests B and KV tokens K = usage × capacity) and it adds
+  ``V_conv = c / t`` prefill tokens/s.
+- **Convert** when ``λ > h · cap_P``: Ready decode pods with fresh metrics, least decode load first (running
+  requests, then KV usage, then name), each only if ``t ≤ τ · TPOT`` (decode keeps its objective), until
+  ``cap_P + Σ V_conv ≥ λ`` or ``convertible_decoders_max`` pods are converted.
+- **Restore** a converted pod when (in this order) it has been converted ``max_conversion_seconds`` (it then
+  rests as long before it may convert again), its step exceeds the TPOT objective itself, or λ has stayed below
+  ``l · cap_P`` (converted capacity not counted: enough new prefillers are Ready) for ``restore_after_ticks``
+  ticks (then all are restored).
+
+A pod's conversion time is its ``converted_since_seconds`` (set by whoever flipped its label) or else the time
+this module first saw or made it converted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tokenscale.core import reasons
+from tokenscale.core.profile import PerfModel
+from tokenscale.core.settings import ScalingSettings
+from tokenscale.core.types import Observation, PodView, Reason, Role, ServingRole
+
+__all__ = [
+    "ConversionPlan",
+    "ConversionState",
+    "conversion_in_use",
+    "converted_prefill_tokens_per_second",
+    "expired_conversions",
+    "mixed_step_ms",
+    "plan_conversion",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionState:
+    """Memory between ticks: low-water ticks in a row, conversion start times, pods resting after expiry."""
+
+    low_water_ticks: int = 0
+    converted_since: tuple[tuple[str, float], ...] = ()
+    resting_since: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionPlan:
+    """Pods to convert and restore now, and the prefill capacity the converted pods give afterwards."""
+
+    convert_pods: tuple[str, ...]
+    restore_pods: tuple[str, ...]
+    converted_after: int
+    converted_prefill_tokens_per_second: float
+    reasons: tuple[Reason, ...]
+
+
+def mixed_step_ms(*, perf: PerfModel, pod: PodView, chunk_tokens: int) -> float:
+    """One decode step of ``pod`` with a prefill chunk of ``chunk_tokens`` added, in ms."""
+    kv_tokens = pod.kv_cache_usage_ratio * perf.kv_capacity_tokens
+    return perf.decode_step_ms(kv_tokens=kv_tokens, sequences=pod.requests_running) + perf.prefill_ms(
+        tokens=chunk_tokens
+    )
+
+
+def converted_prefill_tokens_per_second(*, perf: PerfModel, pod: PodView, chunk_tokens: int) -> float:
+    """``V_conv = c / t``: prefill tokens/s a converted decoder adds at its current decode load."""
+    return 1000.0 * chunk_tokens / mixed_step_ms(perf=perf, pod=pod, chunk_tokens=chunk_tokens)
+
+
+def conversion_in_use(*, converts: bool, settings: ScalingSettings) -> bool:
+    """Whether decoders may convert: the policy uses them and ``convertible_decoders_max`` is above 0."""
+    return converts and settings.tokenscale.convertible_decoders_max > 0
+
+
+def _converted(observation: Observation) -> list[PodView]:
+    return [p for p in observation.decode.pods if p.serving_role is ServingRole.CONVERTED]
+
+
+def _since(pod: PodView, remembered: dict[str, float], now_seconds: float) -> float:
+    if pod.converted_since_seconds is not None:
+        return pod.converted_since_seconds
+    return remembered.get(pod.name, now_seconds)
+
+
+def expired_conversions(*, settings: ScalingSettings, observation: Observation) -> tuple[str, ...]:
+    """Converted pods whose own ``converted_since_seconds`` is ``max_conversion_seconds`` or more ago.
+
+    Needs no load, so it also applies while a decision holds for unknown input.
+    """
+    limit = settings.tokenscale.max_conversion_seconds
+    return tuple(
+        p.name
+        for p in _converted(observation)
+        if p.converted_since_seconds is not None and observation.now_seconds - p.converted_since_seconds >= limit
+    )
+
+
+def _candidates(pods: Sequence[PodView], excluded: set[str]) -> list[PodView]:
+    eligible = [
+        p
+        for p in pods
+        if p.role is Role.DECODE
+        and p.serving_role is ServingRole.DECODE
+        and p.ready
+        and p.load_known
+        and p.name not in excluded
+    ]
+    eligible.sort(key=lambda p: (p.requests_running, p.kv_cache_usage_ratio, p.name))
+    return eligible
+
+
+def plan_conversion(
+    *,
+    settings: ScalingSettings,
+    observation: Observation,
+    state: ConversionState,
+    arriving_prompt_tokens_per_second: float,
+    ready_prefill_tokens_per_second: float,
+    enabled: bool,
+) -> tuple[ConversionPlan, ConversionState]:
+    """This tick's conversions and restorations (module docstring), and the next state.
+
+    With ``enabled`` false (see `conversion_in_use`) the plan is empty: `tokenscale.core.decide` restores the
+    converted pods of a policy that does not use them.
+    """
+    now = observation.now_seconds
+    knobs = settings.tokenscale
+    perf = settings.profile.perf
+    chunk = knobs.prefill_chunk_tokens
+    tpot_ms = 1000.0 * settings.slo.tpot_seconds
+    converted = _converted(observation)
+    remembered = dict(state.converted_since)
+    resting = {name: t for name, t in state.resting_since if now - t < knobs.max_conversion_seconds}
+    found: list[Reason] = []
+    restore: list[str] = []
+
+    if not enabled:
+        return ConversionPlan((), (), 0, 0.0, ()), ConversionState()
+
+    for pod in converted:
+        age = now - _since(pod, remembered, now)
+        if age >= knobs.max_conversion_seconds:
+            restore.append(pod.name)
+            resting[pod.name] = now
+            found.append(
+                Reason(
+                    reasons.CONVERSION_EXPIRED,
+                    f"{pod.name} converted {age:.0f} s >= {knobs.max_conversion_seconds:g} s",
+                    Role.DECODE,
+                )
+            )
+        elif pod.load_known and mixed_step_ms(perf=perf, pod=pod, chunk_tokens=chunk) > tpot_ms:
+            restore.append(pod.name)
+            found.append(
+                Reason(
+                    reasons.CONVERSION_BREAKS_TPOT,
+                    f"{pod.name} step with a {chunk}-token chunk exceeds TPOT {tpot_ms:g} ms",
+                    Role.DECODE,
+                )
+            )
+
+    low_water = arriving_prompt_tokens_per_second < knobs.deactivate_ratio * ready_prefill_tokens_per_second
+    low_water_ticks = state.low_water_ticks + 1 if low_water and converted else 0
+    if low_water_ticks >= knobs.restore_after_ticks:
+        newly = [p.name for p in converted if p.name not in restore]
+        if newly:
+            restore.extend(newly)
+            found.append(
+                Reason(
+                    reasons.CONVERSION_LOW_WATER,
+                    f"arrivals {arriving_prompt_tokens_per_second:.0f} tok/s below {knobs.deactivate_ratio:g} x "
+                    f"Ready prefill capacity {ready_prefill_tokens_per_second:.0f} tok/s for {low_water_ticks} "
+                    "ticks",
+                    Role.DECODE,
+                )
+            )
+        low_water_ticks = 0
+
+    restored = set(restore)
+    remaining = [p for p in converted if p.name not in restored]
+    converted_capacity = sum(
+        converted_prefill_tokens_per_second(perf=perf, pod=p, chunk_tokens=chunk) for p in remaining
+    )
+    convert: list[str] = []
+    if arriving_prompt_tokens_per_second > knobs.activate_ratio * ready_prefill_tokens_per_second:
+        deficit = arriving_prompt_tokens_per_second - ready_prefill_tokens_per_second - converted_capacity
+        slots = knobs.convertible_decoders_max - len(remaining)
+        for pod in _candidates(observation.decode.pods, restored | set(resting)):
+            if deficit <= 0 or slots <= 0:
+                break
+            if mixed_step_ms(perf=perf, pod=pod, chunk_tokens=chunk) > knobs.tpot_headroom_ratio * tpot_ms:
+                continue
+            gained = converted_prefill_tokens_per_second(perf=perf, pod=pod, chunk_tokens=chunk)
+            convert.append(pod.name)
+            converted_capacity += gained
+            deficit -= gained
+            slots -= 1
+        if convert:
+            found.append(
+                Reason(
+                    reasons.BURST_CONVERSION,
+                    f"arrivals {arriving_prompt_tokens_per_second:.0f} tok/s > {knobs.activate_ratio:g} x Ready "
+                    f"prefill capacity {ready_prefill_tokens_per_second:.0f} tok/s: converting {len(convert)}",
+                    Role.DECODE,
+                )
+            )
+        if deficit > 0:
+            found.append(
+                Reason(
+                    reasons.CONVERSION_CAPPED,
+                    f"{deficit:.0f} tok/s beyond Ready and converted prefill capacity; no further decoder may "
+                    f"convert (max {knobs.convertible_decoders_max}, TPOT headroom {knobs.tpot_headroom_ratio:g})",
+                    Role.DECODE,
+                )
+            )
+
+    next_since = tuple([(p.name, _since(p, remembered, now)) for p in remaining] + [(name, now) for name in convert])
+    present = {p.name for p in observation.decode.pods}
+    next_state = ConversionState(
+        low_water_ticks=low_water_ticks,
+        converted_since=next_since,
+        resting_since=tuple(sorted((n, t) for n, t in resting.items() if n in present)),
+    )
+    plan = ConversionPlan(
+        convert_pods=tuple(convert),
+        restore_pods=tuple(restore),
+        converted_after=len(remaining) + len(convert),
+        converted_prefill_tokens_per_second=converted_capacity,
+        reasons=tuple(found),
+    )
+    return plan, next_state
