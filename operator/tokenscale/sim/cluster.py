@@ -2,16 +2,21 @@
 
 Path of a request (times in simulated seconds):
 
-1. it arrives at the router (plus a fixed disaggregation overhead, perfmodel.md §2: proxy, scheduling, transfer
-   handshake), which sends it to the prefill queue with the shortest expected wait: Ready prefillers and converted
-   decoders with KV room, by backlog tokens over throughput; with none Ready it waits at the router;
-2. it is prefilled (`tokenscale.sim.instances.PrefillInstance`);
-3. the router picks the Ready decoder with the lowest committed KV (reserved + queued) fraction, where it waits
-   for KV admission; admitted, its KV is shipped in ``PerfModel.kv_transfer_ms(input)``, and its first token is
+1. it arrives at the router, after a fixed disaggregation overhead (perfmodel.md §2: proxy, scheduling, transfer
+   handshake), and joins the shared prefill queue (FIFO);
+2. Ready prefillers pull from that queue at every step (`tokenscale.sim.instances.PrefillInstance`), as workers
+   pull from Dynamo's prefill queue, so a prefiller that becomes Ready takes on a backlog at once; a converted
+   decoder pulls as much as one restricted chunk per step allows;
+3. prefilled, it joins the shared decode queue; the head is admitted by the Ready decoder with the least reserved
+   KV among those where it fits; its KV is shipped in ``PerfModel.kv_transfer_ms(input)`` and its first token is
    out (TTFT);
 4. it joins the decoder's batch at the next step boundary and finishes ``output − 1`` steps later.
 
 A request prefilled on a converted decoder skips 3: it decodes where its KV already is.
+
+Each waiting request is counted in the ``requests_waiting`` gauge of one *home* pod, chosen when it queues as
+the Ready pod of its stage with the fewest such requests; so the pods' gauges add up to the queue, and a request
+moves to another home only if its home stops taking work (drained, restored).
 
 Instances cold-start for ``cold_start_seconds`` and drain on scale-in (no new work; they finish what they hold,
 then leave). Cost is GPU-seconds provisioned: every instance costs ``gpus_per_instance`` from its creation (the
@@ -34,13 +39,7 @@ import numpy.typing as npt
 
 from tokenscale.core.profile import PerfModel
 from tokenscale.core.types import Role
-from tokenscale.sim.instances import (
-    DecodeInstance,
-    InstanceState,
-    PrefillInstance,
-    Request,
-    tokens_per_second_estimate,
-)
+from tokenscale.sim.instances import DecodeInstance, InstanceState, PrefillInstance, Request
 
 __all__ = ["Cluster", "ClusterConfig", "RequestOutcomes"]
 
@@ -113,11 +112,10 @@ class Cluster:
         self.prefillers: list[PrefillInstance] = []
         self.decoders: list[DecodeInstance] = []
         self.removed: list[PrefillInstance | DecodeInstance] = []
-        self._router_queue: deque[Request] = deque()  # no Ready prefill capacity
-        self._decode_backlog: deque[Request] = deque()  # prefilled, no Ready decoder
+        self.prefill_queue: deque[Request] = deque()  # shared, FIFO: Ready prefillers and converted decoders pull
+        self.decode_queue: deque[Request] = deque()  # shared, FIFO: prefilled, waiting for KV on a decoder
         self._names = {Role.PREFILL: 0, Role.DECODE: 0}
         self._order = 0
-        self._prefill_rate = tokens_per_second_estimate(perf)
         self._step_budget_ms = 1000.0 * self.config.converted_step_tpot_fraction * self.config.tpot_slo_seconds
         self.completed = 0
         self.conversions = 0
@@ -201,8 +199,8 @@ class Cluster:
     @staticmethod
     def _load(instance: PrefillInstance | DecodeInstance) -> float:
         if isinstance(instance, PrefillInstance):
-            return float(instance.backlog_tokens)
-        return float(instance.reserved_kv_tokens + instance.queued_kv_tokens)
+            return float(len(instance.inflight))
+        return float(instance.reserved_kv_tokens)
 
     def _drain(self, instance: PrefillInstance | DecodeInstance) -> None:
         if isinstance(instance, DecodeInstance) and instance.converted:
@@ -212,6 +210,7 @@ class Cluster:
             return
         instance.state = InstanceState.DRAINING
         instance.draining_since_seconds = self.now_seconds
+        self._rehome(instance)
         self._remove_if_drained(instance)
 
     def _remove_if_drained(self, instance: PrefillInstance | DecodeInstance) -> None:
@@ -233,13 +232,11 @@ class Cluster:
         instance.state = InstanceState.READY
         instance.ready_seconds = self.now_seconds
         if isinstance(instance, PrefillInstance):
-            backlog, self._router_queue = self._router_queue, deque()
-            for request in backlog:
-                self._route_prefill(request)
+            self._adopt_homeless(self.prefill_queue)
+            self._wake_prefill()
         else:
-            backlog, self._decode_backlog = self._decode_backlog, deque()
-            for request in backlog:
-                self._route_decode(request)
+            self._adopt_homeless(self.decode_queue)
+            self._dispatch_decode()
 
     def _decoder(self, name: str) -> DecodeInstance | None:
         for decoder in self.decoders:
@@ -255,105 +252,167 @@ class Cluster:
         decoder.converted = True
         decoder.converted_since_seconds = self.now_seconds
         self.conversions += 1
-        backlog, self._router_queue = self._router_queue, deque()
-        for request in backlog:
-            self._route_prefill(request)
+        self._adopt_homeless(self.prefill_queue)
+        self._wake_prefill()
         return True
 
     def restore(self, name: str) -> bool:
-        """Stop sending new prefill work to ``name``; its queued prefills still finish there."""
+        """Stop ``name`` pulling new prefill work; the prompts it holds still finish there."""
         decoder = self._decoder(name)
         if decoder is None or not decoder.converted:
             return False
         decoder.converted = False
         decoder.converted_since_seconds = math.nan
+        self._rehome(decoder)
+        self._dispatch_decode()  # its KV reserve is open to decode work again
         return True
 
-    # -- routing ------------------------------------------------------------------------------------------------
+    # -- homes of waiting requests (the requests_waiting gauges) ------------------------------------------------
 
-    def _route_prefill(self, request: Request) -> None:
+    def _prefill_home(self) -> PrefillInstance | DecodeInstance | None:
         best: PrefillInstance | DecodeInstance | None = None
-        best_wait = math.inf
-        rate = self._prefill_rate
         for prefiller in self.prefillers:
-            if prefiller.state == InstanceState.READY:
-                wait = (prefiller.backlog_tokens + request.input_tokens) / rate
-                if wait < best_wait:
-                    best, best_wait = prefiller, wait
+            if prefiller.state == InstanceState.READY and (best is None or prefiller.waiting_home < best.waiting_home):
+                best = prefiller
         for decoder in self.decoders:
             if (
                 decoder.converted
                 and decoder.state == InstanceState.READY
-                and decoder.fits(request, kv_capacity_tokens=self.perf.kv_capacity_tokens)
+                and (best is None or decoder.waiting_home < best.waiting_home)
             ):
-                wait = (decoder.prefill_backlog_tokens + request.input_tokens) / self._converted_rate(decoder)
-                if wait < best_wait:
-                    best, best_wait = decoder, wait
-        if best is None:
-            self._router_queue.append(request)
-        elif isinstance(best, PrefillInstance):
-            best.enqueue(request)
-            if not best.busy:
-                # Start the step by an event at this instant: arrivals at the same instant come first (the
-                # loop takes arrivals before events at equal times), so they share the step.
-                best.start_pending = True
-                self._push(self.now_seconds, _PREFILL_STEP_START, best)
-        else:
-            best.admit(request)
-            best.enqueue_prefill(request)
-            if not best.running:
-                self._plan(best, self.now_seconds)
+                best = decoder
+        return best
 
-    def _converted_rate(self, decoder: DecodeInstance) -> float:
-        """Prefill tokens/s a converted decoder offers at its current batch: one chunk per mixed step."""
-        perf = self.perf
-        chunk = self.config.converted_chunk_tokens
-        step_ms = (
-            perf.decode_step_ms(kv_tokens=decoder.kv_tokens_in_batch(), sequences=decoder.batch_size)
-            + perf.prefill_ms_per_token * chunk
-        )
-        return 1000.0 * chunk / step_ms
-
-    def _route_decode(self, request: Request) -> None:
+    def _decode_home(self) -> DecodeInstance | None:
         best: DecodeInstance | None = None
-        best_load = math.inf
         for decoder in self.decoders:
-            if decoder.state == InstanceState.READY:
-                load = decoder.reserved_kv_tokens + decoder.queued_kv_tokens
-                if load < best_load:
-                    best, best_load = decoder, load
-        if best is None:
-            self._decode_backlog.append(request)
-            return
-        if not best.queue and best.fits(request, kv_capacity_tokens=self._decode_capacity(best)):
-            self._admit(best, request)
-        else:
-            best.queue.append(request)
-            best.queued_kv_tokens += request.kv_tokens
+            if decoder.state == InstanceState.READY and (
+                best is None
+                or (decoder.waiting_home, decoder.reserved_kv_tokens) < (best.waiting_home, best.reserved_kv_tokens)
+            ):
+                best = decoder
+        return best
 
-    def _admit(self, decoder: DecodeInstance, request: Request) -> None:
-        decoder.admit(request)
-        transfer_seconds = self.perf.kv_transfer_ms(tokens=request.input_tokens) / 1000.0
-        self._push(self.now_seconds + transfer_seconds, _TRANSFER_END, request)
+    def _set_home(self, request: Request, home: PrefillInstance | DecodeInstance | None) -> None:
+        if request.home is not None:
+            request.home.waiting_home -= 1
+        request.home = home
+        if home is not None:
+            home.waiting_home += 1
+
+    def _adopt_homeless(self, queue: deque[Request]) -> None:
+        for request in queue:
+            if request.home is None:
+                home = self._prefill_home() if queue is self.prefill_queue else self._decode_home()
+                self._set_home(request, home)
+
+    def _rehome(self, instance: PrefillInstance | DecodeInstance) -> None:
+        """Move the waiting requests counted by ``instance`` (which stops taking work) to other homes."""
+        if not instance.waiting_home:
+            return
+        for queue in (self.prefill_queue, self.decode_queue):
+            for request in queue:
+                if request.home is instance:
+                    home = self._prefill_home() if queue is self.prefill_queue else self._decode_home()
+                    self._set_home(request, home)
+
+    # -- prefill ------------------------------------------------------------------------------------------------
+
+    def _enqueue_prefill(self, request: Request) -> None:
+        self.prefill_queue.append(request)
+        self._set_home(request, self._prefill_home())
+        self._wake_prefill()
+
+    def _wake_prefill(self) -> None:
+        """Get the queue's head moving: start an idle Ready prefiller, else let converted decoders pull at their
+        next step boundary."""
+        if not self.prefill_queue:
+            return
+        for prefiller in self.prefillers:
+            if prefiller.state == InstanceState.READY and not prefiller.busy:
+                # Start by an event at this instant: arrivals at the same instant come first (the loop takes
+                # arrivals before events at equal times), so they share the step.
+                prefiller.start_pending = True
+                self._push(self.now_seconds, _PREFILL_STEP_START, prefiller)
+                return
+        for decoder in self.decoders:
+            if decoder.converted and decoder.prefilling_tokens < self.config.converted_chunk_tokens:
+                if not decoder.running:
+                    self._plan(decoder, self.now_seconds)
+                else:
+                    end = decoder.cut_segment(self.now_seconds)
+                    if end is not None:
+                        self._push(end, _DECODE_SEGMENT_END, decoder, decoder.segment_version)
+
+    def _start_prefill_step(self, prefiller: PrefillInstance, now: float) -> None:
+        waiting = self.prefill_queue if prefiller.state == InstanceState.READY else None
+        end, pulled = prefiller.start_step(now, waiting=waiting)
+        for request in pulled:
+            self._set_home(request, None)
+        if end is not None:
+            self._push(end, _PREFILL_STEP_END, prefiller)
+        else:
+            self._remove_if_drained(prefiller)
+
+    def _pull_for_conversion(self, decoder: DecodeInstance) -> None:
+        """A converted decoder takes prompts from the queue's head while it has less than one chunk to prefill
+        and KV room for them (its whole cache: the burst reserve is for exactly this)."""
+        queue = self.prefill_queue
+        capacity = self.perf.kv_capacity_tokens
+        while (
+            queue
+            and decoder.prefilling_tokens < self.config.converted_chunk_tokens
+            and decoder.fits(queue[0], kv_capacity_tokens=capacity)
+        ):
+            request = queue.popleft()
+            self._set_home(request, None)
+            decoder.admit(request)
+            decoder.take_prefill(request)
+
+    def _on_prefill_step_end(self, prefiller: PrefillInstance, now: float) -> None:
+        done = prefiller.finish_step()
+        for request in done:
+            prefiller.observe_ttft(now - request.arrival_seconds)
+            prefiller.observe_finished(request, generation_tokens=0)
+            self.decode_queue.append(request)
+            self._set_home(request, self._decode_home())
+        self._start_prefill_step(prefiller, now)
+        if done:
+            self._dispatch_decode()
+
+    # -- decode -------------------------------------------------------------------------------------------------
 
     def _decode_capacity(self, decoder: DecodeInstance) -> float:
         """KV tokens decode work from prefillers may fill: less the burst reserve while converted."""
         capacity = float(self.perf.kv_capacity_tokens)
         return capacity * (1.0 - self.config.converted_kv_reserve_ratio) if decoder.converted else capacity
 
-    def _admit_queued(self, decoder: DecodeInstance) -> None:
-        queue = decoder.queue
-        capacity = self._decode_capacity(decoder)
-        while queue and decoder.fits(queue[0], kv_capacity_tokens=capacity):
-            request = queue.popleft()
-            decoder.queued_kv_tokens -= request.kv_tokens
-            self._admit(decoder, request)
-
-    # -- events -------------------------------------------------------------------------------------------------
+    def _dispatch_decode(self) -> None:
+        """Admit from the head of the decode queue while some Ready decoder has room (least reserved KV first)."""
+        queue = self.decode_queue
+        while queue:
+            head = queue[0]
+            best: DecodeInstance | None = None
+            for decoder in self.decoders:
+                if (
+                    decoder.state == InstanceState.READY
+                    and (best is None or decoder.reserved_kv_tokens < best.reserved_kv_tokens)
+                    and decoder.fits(head, kv_capacity_tokens=self._decode_capacity(decoder))
+                ):
+                    best = decoder
+            if best is None:
+                return
+            queue.popleft()
+            self._set_home(head, None)
+            best.admit(head)
+            transfer_seconds = self.perf.kv_transfer_ms(tokens=head.input_tokens) / 1000.0
+            self._push(self.now_seconds + transfer_seconds, _TRANSFER_END, head)
 
     def _plan(self, decoder: DecodeInstance, now: float) -> None:
         if not decoder.running:
             decoder.base_seconds = now
+        if decoder.converted and decoder.state == InstanceState.READY:
+            self._pull_for_conversion(decoder)
         end = decoder.plan_segment(chunk_tokens=self.config.converted_chunk_tokens, step_budget_ms=self._step_budget_ms)
         if end is not None:
             self._push(end, _DECODE_SEGMENT_END, decoder, decoder.segment_version)
@@ -365,6 +424,8 @@ class Cluster:
         decoder.generation_tokens_total += 1
         if request.output_tokens <= 1:
             self._finish(decoder, request, now)
+            self._dispatch_decode()
+            self._remove_if_drained(decoder)
             return
         if not decoder.running:
             decoder.base_seconds = now
@@ -400,21 +461,15 @@ class Cluster:
         for request in decoder.pending:
             decoder.join(request)
         decoder.pending.clear()
-        for request in decoder.pop_finished():
+        finished = decoder.pop_finished()
+        for request in finished:
             self._finish(decoder, request, now)
-        self._admit_queued(decoder)
         self._plan(decoder, now)
+        if finished:
+            self._dispatch_decode()
         self._remove_if_drained(decoder)
 
-    def _on_prefill_step_end(self, prefiller: PrefillInstance, now: float) -> None:
-        for request in prefiller.finish_step():
-            prefiller.observe_ttft(now - request.arrival_seconds)
-            prefiller.observe_finished(request, generation_tokens=0)
-            self._route_decode(request)
-        if prefiller.queue:
-            self._push(prefiller.start_step(now), _PREFILL_STEP_END, prefiller)
-        else:
-            self._remove_if_drained(prefiller)
+    # -- events -------------------------------------------------------------------------------------------------
 
     def advance_to(self, t_seconds: float) -> None:
         """Process every arrival and event up to ``t_seconds`` in time order, then stand at ``t_seconds``."""
@@ -429,7 +484,7 @@ class Cluster:
                 if next_arrival > t_seconds:
                     break
                 self.now_seconds = next_arrival
-                self._route_prefill(arrivals.popleft())
+                self._enqueue_prefill(arrivals.popleft())
                 continue
             if next_event > t_seconds:
                 break
@@ -446,8 +501,7 @@ class Cluster:
             elif kind == _PREFILL_STEP_END:
                 self._on_prefill_step_end(subject, now)  # type: ignore[arg-type]
             elif kind == _PREFILL_STEP_START:
-                prefiller: PrefillInstance = subject  # type: ignore[assignment]
-                self._push(prefiller.start_step(now), _PREFILL_STEP_END, prefiller)
+                self._start_prefill_step(subject, now)  # type: ignore[arg-type]
             else:
                 self._become_ready(subject)  # type: ignore[arg-type]
         self.now_seconds = max(self.now_seconds, t_seconds)

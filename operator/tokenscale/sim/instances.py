@@ -3,22 +3,24 @@
 Service times come only from `tokenscale.core.profile.PerfModel` (reference/perfmodel.md §2), so the simulator and
 the operator's sizing share one model:
 
-- a **prefiller** runs vLLM-style chunked prefill: each step takes chunks from its FIFO queue up to
-  ``max_num_batched_tokens`` tokens and ``max_num_seqs`` requests and lasts
-  ``batch_prefill_ms(chunks) + c · Σ 2·p·l`` ms, where a chunk of ``l`` tokens after ``p`` already-prefilled
-  tokens of its request also attends to those ``p`` tokens (so a prompt split in chunks costs what it costs whole);
+- a **prefiller** runs vLLM-style chunked prefill: each step continues the prompts it holds and pulls new ones
+  from the head of the cluster's shared prefill queue, up to ``max_num_batched_tokens`` tokens and
+  ``max_num_seqs`` requests; a step lasts ``batch_prefill_ms(chunks) + c · Σ 2·p·l`` ms, where a chunk of ``l``
+  tokens after ``p`` already-prefilled tokens of its request also attends to those ``p`` tokens (so a prompt
+  split in chunks costs what it costs whole);
 - a **decoder** runs continuous batching: one step over ``B`` sequences holding ``K`` KV tokens lasts
-  ``decode_step_ms(K, B)``, every sequence gains one token (so ``K`` grows by ``B`` per step), a request admitted
-  mid-step joins at the next step boundary. Between two changes of the batch the step times form an arithmetic
-  series, so the decoder jumps over whole segments in closed form instead of simulating each step:
-  ``T(n) = n·s₀ + q·n(n−1)/2`` with ``s₀ = a + b·K + c·B`` and ``q = b·B`` (ms);
-- a **converted** decoder (a convertible decoder taking prefill work) adds a restricted prefill chunk to each
-  decode step: at most ``chunk_tokens``, and no more than keeps the step within ``τ · TPOT`` (decode has
-  priority); a request prefilled there stays there to decode (its KV is local, no transfer).
+  ``decode_step_ms(K, B)``, every sequence gains one token (so ``K`` grows by ``B`` per step), a request whose
+  first token arrives mid-step joins at the next step boundary. Between two changes of the batch the step times
+  form an arithmetic series, so the decoder jumps over whole segments in closed form instead of simulating each
+  step: ``T(n) = n·s₀ + q·n(n−1)/2`` with ``s₀ = a + b·K + c·B`` and ``q = b·B`` (ms);
+- a **converted** decoder (a convertible decoder taking prefill work) pulls prompts from the shared prefill queue
+  and adds a restricted prefill chunk to each decode step: at most ``chunk_tokens``, and no more than keeps the
+  step within ``τ · TPOT`` (decode has priority); the chunk costs its linear and attention terms (the step's fixed
+  cost is the decode step's); a request prefilled there stays there to decode (its KV is local, no transfer).
 
-KV admission: a decoder admits a request when its reserved KV (input + output tokens of every admitted request)
-plus the newcomer's fits ``kv_capacity_tokens`` and fewer than ``max_num_seqs`` are admitted; otherwise the request
-waits in the decoder's FIFO queue. Reserving the whole output up front means the model never preempts.
+KV admission: a decoder takes a request when its reserved KV (input + output tokens of every admitted request)
+plus the newcomer's fits ``kv_capacity_tokens`` and fewer than ``max_num_seqs`` are admitted. Reserving the whole
+output up front means the model never preempts.
 
 Each instance keeps the counters, gauges and histograms a vLLM pod exports (`tokenscale.sim.exposition` turns
 them into an `EngineSample`).
@@ -71,6 +73,7 @@ class Request:
         "decoder",
         "finish_seconds",
         "first_token_seconds",
+        "home",
         "index",
         "input_tokens",
         "join_step",
@@ -91,6 +94,8 @@ class Request:
         self.finish_seconds = math.nan
         self.join_step = 0
         self.decoder: DecodeInstance | None = None
+        # The pod whose requests_waiting gauge counts this request while it waits in a shared queue.
+        self.home: PrefillInstance | DecodeInstance | None = None
 
 
 class InstanceState:
@@ -130,6 +135,7 @@ class Instance:
         "state",
         "ttft_hist",
         "ttft_sum_seconds",
+        "waiting_home",
     )
 
     def __init__(self, *, name: str, order: int, role: Role, perf: PerfModel, created_seconds: float) -> None:
@@ -152,6 +158,7 @@ class Instance:
         self.prompt_tokens_hist = [0.0] * (len(PROMPT_TOKENS_BUCKETS) + 1)
         self.generation_tokens_hist = [0.0] * (len(GENERATION_TOKENS_BUCKETS) + 1)
         self.request_tokens_sums = [0.0, 0.0]  # sums of the prompt and generation histograms
+        self.waiting_home = 0  # requests in a shared queue that this pod's waiting gauge counts
 
     def gpu_seconds(self, *, until_seconds: float) -> float:
         """GPU-seconds provisioned from creation to removal (or ``until_seconds``), clipped to ``until_seconds``."""
@@ -179,14 +186,13 @@ def _prefill_chunk_ms(perf: PerfModel, prior_tokens: int, chunk_tokens: int) -> 
 
 
 class PrefillInstance(Instance):
-    """A prefiller: FIFO queue, chunked prefill steps under the token budget."""
+    """A prefiller: chunked prefill steps under the token budget, pulling new requests from the shared queue."""
 
-    __slots__ = ("backlog_tokens", "queue", "start_pending", "step", "step_end_seconds")
+    __slots__ = ("inflight", "start_pending", "step", "step_end_seconds")
 
     def __init__(self, *, name: str, order: int, perf: PerfModel, created_seconds: float) -> None:
         super().__init__(name=name, order=order, role=Role.PREFILL, perf=perf, created_seconds=created_seconds)
-        self.queue: deque[Request] = deque()
-        self.backlog_tokens = 0  # prompt tokens queued and not yet prefilled
+        self.inflight: deque[Request] = deque()  # pulled and not yet fully prefilled, in pull order
         self.step: list[tuple[Request, int]] = []
         self.step_end_seconds = math.nan
         self.start_pending = False  # a step starts at the current instant, after simultaneous arrivals
@@ -197,22 +203,22 @@ class PrefillInstance(Instance):
 
     @property
     def idle(self) -> bool:
-        return not self.step and not self.queue
+        return not self.step and not self.inflight and not self.start_pending
 
-    def enqueue(self, request: Request) -> None:
-        self.queue.append(request)
-        self.backlog_tokens += request.input_tokens - request.prefilled_tokens
-
-    def start_step(self, now_seconds: float) -> float:
-        """Form the next step from the queue head; returns its end time. The queue must not be empty."""
+    def start_step(self, now_seconds: float, *, waiting: deque[Request] | None) -> tuple[float | None, list[Request]]:
+        """Form the next step: chunks of the requests it holds first (a long prompt continues), then new requests
+        pulled from the head of ``waiting`` (None: pull nothing, e.g. draining). Returns the step's end time
+        (None when there is nothing to do) and the requests pulled."""
         self.start_pending = False
         perf = self.perf
         budget = perf.max_num_batched_tokens
+        slots = perf.max_num_seqs
         chunks: list[int] = []
         extra_ms = 0.0
         step = self.step
-        for request in self.queue:
-            if budget <= 0 or len(step) >= perf.max_num_seqs:
+        pulled: list[Request] = []
+        for request in self.inflight:
+            if budget <= 0 or len(step) >= slots:
                 break
             remaining = request.input_tokens - request.prefilled_tokens
             chunk = remaining if remaining <= budget else budget
@@ -220,12 +226,22 @@ class PrefillInstance(Instance):
             chunks.append(chunk)
             extra_ms += 2.0 * request.prefilled_tokens * chunk
             budget -= chunk
+        while waiting and budget > 0 and len(step) < slots:
+            request = waiting.popleft()
+            pulled.append(request)
+            self.inflight.append(request)
+            chunk = request.input_tokens if request.input_tokens <= budget else budget
+            step.append((request, chunk))
+            chunks.append(chunk)
+            budget -= chunk
+        if not step:
+            return None, pulled
         duration_ms = perf.batch_prefill_ms(chunk_tokens=tuple(chunks)) + perf.prefill_ms_per_token_squared * extra_ms
         self.step_end_seconds = now_seconds + duration_ms / 1000.0
-        return self.step_end_seconds
+        return self.step_end_seconds, pulled
 
     def finish_step(self) -> list[Request]:
-        """Apply the step's chunks; returns the requests whose prefill completed (they leave the queue)."""
+        """Apply the step's chunks; returns the requests whose prefill completed."""
         done: list[Request] = []
         tokens = 0
         for request, chunk in self.step:
@@ -235,10 +251,9 @@ class PrefillInstance(Instance):
                 done.append(request)
         self.step = []
         self.prompt_tokens_total += tokens
-        self.backlog_tokens -= tokens
-        queue = self.queue
-        while queue and queue[0].prefilled_tokens >= queue[0].input_tokens:
-            queue.popleft()
+        inflight = self.inflight
+        while inflight and inflight[0].prefilled_tokens >= inflight[0].input_tokens:
+            inflight.popleft()
         return done
 
     @property
@@ -247,12 +262,12 @@ class PrefillInstance(Instance):
 
     @property
     def requests_waiting(self) -> int:
-        return len(self.queue) - len(self.step)
+        return self.waiting_home + len(self.inflight) - len(self.step)
 
 
 class DecodeInstance(Instance):
-    """A decoder: KV-capacity admission with a FIFO queue, continuous batching in closed-form segments, and
-    restricted chunked prefill while converted."""
+    """A decoder: KV admission (the cluster admits from the shared decode queue), continuous batching in
+    closed-form segments, and restricted chunked prefill of requests it pulls while converted."""
 
     __slots__ = (
         "admitted",
@@ -262,10 +277,8 @@ class DecodeInstance(Instance):
         "converted_since_seconds",
         "finishing",
         "pending",
-        "prefill_backlog_tokens",
-        "prefill_queue",
-        "queue",
-        "queued_kv_tokens",
+        "prefilling",
+        "prefilling_tokens",
         "reserved_kv_tokens",
         "segment_end_seconds",
         "segment_end_step",
@@ -278,8 +291,6 @@ class DecodeInstance(Instance):
 
     def __init__(self, *, name: str, order: int, perf: PerfModel, created_seconds: float) -> None:
         super().__init__(name=name, order=order, role=Role.DECODE, perf=perf, created_seconds=created_seconds)
-        self.queue: deque[Request] = deque()  # waiting for KV admission
-        self.queued_kv_tokens = 0
         self.reserved_kv_tokens = 0  # KV of every admitted request (transferring, pending, decoding, prefilling)
         self.admitted = 0  # requests admitted and not finished
         self.pending: list[Request] = []  # first token out, joining the batch at the next step boundary
@@ -295,8 +306,8 @@ class DecodeInstance(Instance):
         self.segment_prefill: list[tuple[Request, int]] = []
         self.converted = False
         self.converted_since_seconds = math.nan
-        self.prefill_queue: deque[Request] = deque()
-        self.prefill_backlog_tokens = 0
+        self.prefilling: deque[Request] = deque()  # pulled while converted, prefilled here in chunks
+        self.prefilling_tokens = 0  # prompt tokens of ``prefilling`` not yet prefilled
 
     # -- state -------------------------------------------------------------------------------------------------
 
@@ -307,7 +318,7 @@ class DecodeInstance(Instance):
 
     @property
     def idle(self) -> bool:
-        return self.admitted == 0 and not self.queue
+        return self.admitted == 0
 
     def kv_tokens_in_batch(self) -> int:
         """KV tokens held by the decoding batch at the base boundary: inputs plus tokens generated since joining."""
@@ -319,7 +330,7 @@ class DecodeInstance(Instance):
 
     def _kv_outside_batch(self) -> int:
         pending = sum(r.input_tokens for r in self.pending)
-        prefilling = sum(r.prefilled_tokens for r in self.prefill_queue)
+        prefilling = sum(r.prefilled_tokens for r in self.prefilling)
         return pending + prefilling
 
     def fits(self, request: Request, *, kv_capacity_tokens: float) -> bool:
@@ -427,12 +438,12 @@ class DecodeInstance(Instance):
                 request.prefilled_tokens += chunk
                 tokens += chunk
             self.prompt_tokens_total += tokens
-            self.prefill_backlog_tokens -= tokens
+            self.prefilling_tokens -= tokens
             if self.batch_size:
                 step_ms = (now_seconds - self.base_seconds) * 1000.0
                 self._advance_steps(1, step_ms, 0.0)
             self.segment_prefill = []
-            queue = self.prefill_queue
+            queue = self.prefilling
             while queue and queue[0].prefilled_tokens >= queue[0].input_tokens:
                 prefilled.append(queue.popleft())
         elif self.batch_size:
@@ -472,7 +483,7 @@ class DecodeInstance(Instance):
         """
         self.segment_version += 1
         perf = self.perf
-        if self.prefill_queue:
+        if self.prefilling:
             s0, _ = self._step_ms()
             if self.batch_size:
                 room_ms = step_budget_ms - s0
@@ -485,7 +496,7 @@ class DecodeInstance(Instance):
                 base_ms = perf.prefill_fixed_ms
             chunk_ms = 0.0
             plan = self.segment_prefill
-            for request in self.prefill_queue:
+            for request in self.prefilling:
                 if budget <= 0:
                     break
                 remaining = request.input_tokens - request.prefilled_tokens
@@ -505,27 +516,16 @@ class DecodeInstance(Instance):
         self.segment_end_seconds = self.base_seconds + (n * s0 + q * n * (n - 1) * 0.5) / 1000.0
         return self.segment_end_seconds
 
-    def enqueue_prefill(self, request: Request) -> None:
-        self.prefill_queue.append(request)
-        self.prefill_backlog_tokens += request.input_tokens
+    def take_prefill(self, request: Request) -> None:
+        """Hold ``request`` (already admitted here) for prefill in the following mixed steps."""
+        self.prefilling.append(request)
+        self.prefilling_tokens += request.input_tokens
 
     @property
     def requests_running(self) -> int:
         """Admitted requests (transferring, joining, decoding) and those in the current prefill chunk."""
-        return self.admitted - len(self.prefill_queue) + len(self.segment_prefill)
+        return self.admitted - len(self.prefilling) + len(self.segment_prefill)
 
     @property
     def requests_waiting(self) -> int:
-        return len(self.queue) + len(self.prefill_queue) - len(self.segment_prefill)
-
-
-def tokens_per_second_estimate(perf: PerfModel) -> float:
-    """A prefiller's throughput at full steps, ignoring the attention term: the router's rate for a queue."""
-    return (
-        1000.0
-        * perf.max_num_batched_tokens
-        / (perf.prefill_fixed_ms + perf.prefill_ms_per_token * perf.max_num_batched_tokens)
-    )
-
-
-Instances = PrefillInstance | DecodeInstance
+        return self.waiting_home + len(self.prefilling) - len(self.segment_prefill)

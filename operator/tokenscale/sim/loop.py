@@ -11,7 +11,6 @@ cold-start, surplus ones drain), then conversions by pod name.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -111,7 +110,7 @@ def run_policy(
 
     tick = settings.tick_seconds
     keep_seconds = settings.window_seconds + 2.0 * tick
-    histories: dict[str, deque[EngineSample]] = {}
+    histories: dict[str, list[EngineSample]] = {}
     state = decide.initial_state(settings=settings)
     spec = {Role.PREFILL: initial_prefill, Role.DECODE: initial_decode}
     timeline = Timeline()
@@ -133,10 +132,10 @@ def run_policy(
             sample = engine_sample(instance, now_seconds=now)
             history = histories.get(instance.name)
             if history is None:
-                history = histories[instance.name] = deque()
+                history = histories[instance.name] = []
             history.append(sample)
-            while history[0].timestamp_seconds < now - keep_seconds:
-                history.popleft()
+            if history[0].timestamp_seconds < now - keep_seconds:
+                del history[0]  # one sample in, one out: the history stays a window plus two ticks long
             views.append(pod_view(instance))
         if len(histories) > len(instances):
             alive = {i.name for i in instances}
