@@ -6,8 +6,12 @@ prefill scaler, DistServe-style decode sizing, no conversion) and ``tokenscale-n
 
 from __future__ import annotations
 
+from tokenscale.core.policies.apa import APAPolicy
 from tokenscale.core.policies.base import Policy
 from tokenscale.core.policies.distserve import DistServePolicy
+from tokenscale.core.policies.heteroscale import HeteroScalePolicy
+from tokenscale.core.policies.hpa import HPAPolicy
+from tokenscale.core.policies.kpa import KPAPolicy
 from tokenscale.core.policies.static import StaticPolicy
 from tokenscale.core.policies.tokenscale import TokenScalePolicy
 
@@ -17,10 +21,14 @@ _POLICIES: dict[str, Policy] = {
     policy.name: policy
     for policy in (
         TokenScalePolicy(),
-        TokenScalePolicy(name="tokenscale-no-conversion", converts=False),
-        TokenScalePolicy(name="tokenscale-prefill-only", converts=False, decode_sizing="distserve"),
+        HeteroScalePolicy(),
+        HPAPolicy(),
+        KPAPolicy(),
+        APAPolicy(),
         DistServePolicy(),
         StaticPolicy(),
+        TokenScalePolicy(name="tokenscale-prefill-only", converts=False, decode_sizing="distserve"),
+        TokenScalePolicy(name="tokenscale-no-conversion", converts=False),
     )
 }
 

@@ -1,0 +1,148 @@
+"""TokenScale through decide(): Token Velocity sizing, zero load, burst onset with conversion, the variants.
+
+Toy velocities: min(V_P 10k, V_N 20k) = 10k prompt tok/s per prefiller; V_D = 40k / 20k / 10k tok/s per decoder
+for output buckets 0 / 1 / 2 (tests/unit/core/helpers.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from tests.unit.core.helpers import decode_pods, load, make_settings, observation, pod, prefill_pods
+
+from tokenscale.core import decide, reasons
+from tokenscale.core.settings import DistServeSettings, RoleBounds, TokenScaleSettings
+from tokenscale.core.types import Action, Decision, LoadSignals, Observation, ServingRole
+
+
+def run(obs: Observation, policy: str = "tokenscale", **overrides: object) -> Decision:
+    settings = make_settings(policy, **overrides)
+    decision, _ = decide.decide(settings=settings, observation=obs, state=decide.initial_state(settings=settings))
+    return decision
+
+
+def steady(signals: LoadSignals, prefill: int = 2, decode: int = 2) -> Observation:
+    return observation(prefill=prefill_pods(prefill), decode=decode_pods(decode), signals=signals)
+
+
+@pytest.mark.parametrize(
+    ("signals", "expected"),
+    [
+        pytest.param(load(10_000), 1, id="exactly-one-prefiller"),
+        pytest.param(load(10_001), 2, id="a-token-more-needs-two"),
+        pytest.param(load(95_000), 10, id="ceil-of-9.5"),
+        # the recent window sees 35k while the 10 s window still averages 12k
+        pytest.param(load(12_000, recent=35_000), 4, id="recent-burst-wins"),
+        pytest.param(load(35_000, recent=12_000), 4, id="window-wins-when-higher"),
+    ],
+)
+def test_prefillers_are_arrivals_over_prefill_velocity(signals: LoadSignals, expected: int) -> None:
+    assert run(steady(signals)).recommended_prefill_replicas == expected
+
+
+@pytest.mark.parametrize(
+    ("buckets", "expected"),
+    [
+        # 40k in bucket (0, 0) at 40k/decoder: 1
+        pytest.param((40_000.0, 0, 0, 0, 0, 0, 0, 0, 0), 1, id="one-bucket"),
+        # 40k/40k + 36k/20k (bucket (1, 1)) + 5k/10k (bucket (2, 2)) = 1 + 1.8 + 0.5 = 3.3 -> 4
+        pytest.param((40_000.0, 0, 0, 0, 36_000.0, 0, 0, 0, 5_000.0), 4, id="sum-over-buckets"),
+        # 60k/20k = 3 exactly
+        pytest.param((0, 60_000.0, 0, 0, 0, 0, 0, 0, 0), 3, id="whole-number-not-rounded-up"),
+    ],
+)
+def test_decoders_are_sum_of_bucket_rates_over_bucket_velocities(buckets: tuple[float, ...], expected: int) -> None:
+    assert run(steady(load(5_000, buckets=buckets))).recommended_decode_replicas == expected
+
+
+def test_decode_sizing_without_bucket_rates_uses_the_mean_lengths() -> None:
+    # 10 req/s of 1000 in / 100 out: bucket (1, 1), 10 x 1100 / 20k = 0.55 -> 1
+    signals = load(10_000, requests=10.0, mean_prompt=1000, mean_generation=100)
+    assert run(steady(signals)).recommended_decode_replicas == 1
+    # 40 req/s: 44k / 20k = 2.2 -> 3
+    signals = load(40_000, requests=40.0, mean_prompt=1000, mean_generation=100)
+    assert run(steady(signals)).recommended_decode_replicas == 3
+
+
+def test_zero_load_goes_to_the_minimum() -> None:
+    decision = run(steady(load(0.0, buckets=(0.0,) * 9), prefill=5, decode=7), prefill=RoleBounds(2, 10))
+    assert (decision.recommended_prefill_replicas, decision.recommended_decode_replicas) == (0, 0)
+    assert (decision.prefill_replicas, decision.decode_replicas) == (2, 1)
+    assert decision.action is Action.SCALE
+    assert reasons.ZERO_LOAD in [r.code for r in decision.reasons]
+
+
+BURST_KNOBS = TokenScaleSettings(prefill_chunk_tokens=500, convertible_decoders_max=2)
+
+
+def test_burst_onset_converts_and_raises_prefill_in_the_same_tick() -> None:
+    # 2 Ready prefillers (20k) see 45k arriving: convert d1 (idle, +20k) and d2 (B=50, +16.7k); prefill to 5
+    decoders = (pod("d0", running=100), pod("d1"), pod("d2", running=50))
+    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=load(12_000, recent=45_000))
+    decision = run(obs, tokenscale=BURST_KNOBS)
+    assert decision.action is Action.CONVERT
+    assert decision.convert_pods == ("d1", "d2")
+    assert decision.prefill_replicas == 5
+    assert decision.inputs["ready_prefill_capacity_tokens_per_second"] == 20_000
+    assert decision.inputs["converted_prefill_capacity_tokens_per_second"] == pytest.approx(20_000 + 500 / 0.03)
+
+
+def test_converted_decoders_raise_decode_by_their_kv_reserve() -> None:
+    # 36k in bucket (1, 1) = 1.8 decoders; + 2 converted x 0.15 = 2.1 -> 3 (2 without conversion)
+    decoders = (pod("d0", running=100), pod("d1"), pod("d2", running=50))
+    signals = dataclasses.replace(
+        load(12_000, recent=45_000), bucket_tokens_per_second=(0, 0, 0, 0, 36_000.0, 0, 0, 0, 0)
+    )
+    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=signals)
+    assert run(obs, tokenscale=BURST_KNOBS).recommended_decode_replicas == 3
+    assert run(obs, "tokenscale-no-conversion", tokenscale=BURST_KNOBS).recommended_decode_replicas == 2
+
+
+def test_no_conversion_variant_never_converts_and_restores_converted_pods() -> None:
+    decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=90.0), pod("d1"))
+    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=load(45_000))
+    decision = run(obs, "tokenscale-no-conversion", tokenscale=BURST_KNOBS)
+    assert decision.convert_pods == ()
+    assert decision.restore_pods == ("d0",)
+    assert decision.prefill_replicas == 5
+    assert reasons.CONVERSION_NOT_USED in [r.code for r in decision.reasons]
+
+
+def test_conversion_cap_of_zero_turns_conversion_off() -> None:
+    obs = observation(prefill=prefill_pods(2), decode=decode_pods(2), signals=load(45_000))
+    knobs = dataclasses.replace(BURST_KNOBS, convertible_decoders_max=0)
+    assert run(obs, tokenscale=knobs).convert_pods == ()
+
+
+def test_prefill_only_variant_sizes_decode_from_the_request_rate() -> None:
+    # decode goodput 4 req/s: 10 req/s -> 3 decoders, whatever the bucket rates say
+    distserve = DistServeSettings(prefill_goodput_requests_per_second=1.0, decode_goodput_requests_per_second=4.0)
+    signals = load(25_000, requests=10.0, buckets=(400_000.0, 0, 0, 0, 0, 0, 0, 0, 0))
+    decision = run(steady(signals), "tokenscale-prefill-only", distserve=distserve)
+    assert (decision.recommended_prefill_replicas, decision.recommended_decode_replicas) == (3, 3)
+    assert decision.convert_pods == ()
+
+
+def test_max_conversion_time_restores_across_ticks() -> None:
+    settings = make_settings(tokenscale=dataclasses.replace(BURST_KNOBS, max_conversion_seconds=30))
+    state = decide.initial_state(settings=settings)
+    burst = load(45_000)
+    decoders = (pod("d0"), pod("d1", running=10))
+    converted_at: dict[str, float] = {}
+    restored_at: dict[str, float] = {}
+    for now in range(100, 140):
+        shown = tuple(
+            dataclasses.replace(p, serving_role=ServingRole.CONVERTED) if p.name in converted_at else p
+            for p in decoders
+        )
+        obs = observation(now=float(now), prefill=prefill_pods(2), decode=shown, signals=burst)
+        decision, state = decide.decide(settings=settings, observation=obs, state=state)
+        for name in decision.convert_pods:
+            converted_at[name] = now
+        for name in decision.restore_pods:
+            restored_at[name] = now
+            del converted_at[name]
+    # both converted at 100 (no timestamp on the pods: remembered), restored exactly 30 s later
+    assert restored_at == {"d0": 130, "d1": 130}
+    assert converted_at == {}
