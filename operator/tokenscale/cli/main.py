@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import generate
+from tokenscale.cli import generate, simulate
 
 app = typer.Typer(
     name="tokenscale",
@@ -16,6 +16,7 @@ app = typer.Typer(
 
 
 app.command("generate")(generate.generate)
+app.command("simulate")(simulate.simulate)
 
 
 @app.command("crd")

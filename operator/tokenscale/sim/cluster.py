@@ -182,7 +182,7 @@ class Cluster:
 
     def set_replicas(self, role: Role, desired: int) -> None:
         """Scale ``role`` to ``desired`` active instances: start new ones, or drain the cheapest to lose
-        (starting ones first, newest first; then Ready ones, unconverted and least loaded first)."""
+        (starting ones first, newest first; then Ready ones: withdrawn, unconverted and least loaded first)."""
         active = [i for i in self.instances(role) if i.state in (InstanceState.STARTING, InstanceState.READY)]
         if desired > len(active):
             self.start_instances(role, desired - len(active))
@@ -192,7 +192,9 @@ class Cluster:
             return
         starting = sorted((i for i in active if i.state == InstanceState.STARTING), key=lambda i: -i.order)
         ready = [i for i in active if i.state == InstanceState.READY]
-        ready.sort(key=lambda i: (isinstance(i, DecodeInstance) and i.converted, self._load(i), -i.order))
+        ready.sort(
+            key=lambda i: (not i.withdrawn, isinstance(i, DecodeInstance) and i.converted, self._load(i), -i.order)
+        )
         for instance in (starting + ready)[:surplus]:
             self._drain(instance)
 
@@ -247,7 +249,7 @@ class Cluster:
     def convert(self, name: str) -> bool:
         """Let the Ready decoder ``name`` take prefill work; returns whether it was converted now."""
         decoder = self._decoder(name)
-        if decoder is None or decoder.state != InstanceState.READY or decoder.converted:
+        if decoder is None or not decoder.serving or decoder.converted:
             return False
         decoder.converted = True
         decoder.converted_since_seconds = self.now_seconds
@@ -267,26 +269,51 @@ class Cluster:
         self._dispatch_decode()  # its KV reserve is open to decode work again
         return True
 
+    def withdraw(self, name: str) -> bool:
+        """Take ``name`` out of routing (soft scale-in): it keeps running and costing, and finishes what it holds."""
+        instance = self._instance(name)
+        if instance is None or instance.state != InstanceState.READY or instance.withdrawn:
+            return False
+        if isinstance(instance, DecodeInstance) and instance.converted:
+            self.restore(name)
+        instance.withdrawn = True
+        self._rehome(instance)
+        return True
+
+    def rejoin(self, name: str) -> bool:
+        """Put a withdrawn ``name`` back into routing."""
+        instance = self._instance(name)
+        if instance is None or not instance.withdrawn:
+            return False
+        instance.withdrawn = False
+        if instance.state == InstanceState.READY:
+            self._adopt_homeless(self.prefill_queue if isinstance(instance, PrefillInstance) else self.decode_queue)
+            self._wake_prefill()
+            self._dispatch_decode()
+        return True
+
+    def _instance(self, name: str) -> PrefillInstance | DecodeInstance | None:
+        for prefiller in self.prefillers:
+            if prefiller.name == name:
+                return prefiller
+        return self._decoder(name)
+
     # -- homes of waiting requests (the requests_waiting gauges) ------------------------------------------------
 
     def _prefill_home(self) -> PrefillInstance | DecodeInstance | None:
         best: PrefillInstance | DecodeInstance | None = None
         for prefiller in self.prefillers:
-            if prefiller.state == InstanceState.READY and (best is None or prefiller.waiting_home < best.waiting_home):
+            if prefiller.serving and (best is None or prefiller.waiting_home < best.waiting_home):
                 best = prefiller
         for decoder in self.decoders:
-            if (
-                decoder.converted
-                and decoder.state == InstanceState.READY
-                and (best is None or decoder.waiting_home < best.waiting_home)
-            ):
+            if decoder.converted and decoder.serving and (best is None or decoder.waiting_home < best.waiting_home):
                 best = decoder
         return best
 
     def _decode_home(self) -> DecodeInstance | None:
         best: DecodeInstance | None = None
         for decoder in self.decoders:
-            if decoder.state == InstanceState.READY and (
+            if decoder.serving and (
                 best is None
                 or (decoder.waiting_home, decoder.reserved_kv_tokens) < (best.waiting_home, best.reserved_kv_tokens)
             ):
@@ -329,14 +356,14 @@ class Cluster:
         if not self.prefill_queue:
             return
         for prefiller in self.prefillers:
-            if prefiller.state == InstanceState.READY and not prefiller.busy:
+            if prefiller.serving and not prefiller.busy:
                 # Start by an event at this instant: arrivals at the same instant come first (the loop takes
                 # arrivals before events at equal times), so they share the step.
                 prefiller.start_pending = True
                 self._push(self.now_seconds, _PREFILL_STEP_START, prefiller)
                 return
         for decoder in self.decoders:
-            if decoder.converted and decoder.prefilling_tokens < self.config.converted_chunk_tokens:
+            if decoder.converted and decoder.serving and decoder.prefilling_tokens < self.config.converted_chunk_tokens:
                 if not decoder.running:
                     self._plan(decoder, self.now_seconds)
                 else:
@@ -345,7 +372,7 @@ class Cluster:
                         self._push(end, _DECODE_SEGMENT_END, decoder, decoder.segment_version)
 
     def _start_prefill_step(self, prefiller: PrefillInstance, now: float) -> None:
-        waiting = self.prefill_queue if prefiller.state == InstanceState.READY else None
+        waiting = self.prefill_queue if prefiller.serving else None
         end, pulled = prefiller.start_step(now, waiting=waiting)
         for request in pulled:
             self._set_home(request, None)
@@ -395,7 +422,7 @@ class Cluster:
             best: DecodeInstance | None = None
             for decoder in self.decoders:
                 if (
-                    decoder.state == InstanceState.READY
+                    decoder.serving
                     and (best is None or decoder.reserved_kv_tokens < best.reserved_kv_tokens)
                     and decoder.fits(head, kv_capacity_tokens=self._decode_capacity(decoder))
                 ):
@@ -411,7 +438,7 @@ class Cluster:
     def _plan(self, decoder: DecodeInstance, now: float) -> None:
         if not decoder.running:
             decoder.base_seconds = now
-        if decoder.converted and decoder.state == InstanceState.READY:
+        if decoder.converted and decoder.serving:
             self._pull_for_conversion(decoder)
         end = decoder.plan_segment(chunk_tokens=self.config.converted_chunk_tokens, step_budget_ms=self._step_budget_ms)
         if end is not None:

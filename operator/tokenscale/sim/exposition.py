@@ -32,14 +32,34 @@ from tokenscale.sim.instances import (
 __all__ = ["engine_sample", "pod_view"]
 
 
-def _histogram(bounds: tuple[float, ...], counts: list[float], total: float) -> Histogram:
+_BOUNDS_WITH_INF = {
+    id(bounds): (*bounds, math.inf)
+    for bounds in (
+        TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS,
+        INTER_TOKEN_LATENCY_BUCKETS_SECONDS,
+        PROMPT_TOKENS_BUCKETS,
+        GENERATION_TOKENS_BUCKETS,
+    )
+}
+
+
+def _histogram(
+    instance: PrefillInstance | DecodeInstance, bounds: tuple[float, ...], counts: list[float], total: float
+) -> Histogram:
+    # A histogram without a new observation since the last scrape is the same value: reuse it.
+    key = id(counts)
+    previous = instance.exposed.get(key)
+    if previous is not None and previous.sum == total and previous.count == sum(counts):
+        return previous
     cumulative = tuple(itertools.accumulate(counts))
-    return Histogram(
-        bucket_upper_bounds=(*bounds, math.inf),
+    histogram = Histogram(
+        bucket_upper_bounds=_BOUNDS_WITH_INF[id(bounds)],
         cumulative_counts=cumulative,
         sum=total,
         count=cumulative[-1],
     )
+    instance.exposed[key] = histogram
+    return histogram
 
 
 def engine_sample(instance: PrefillInstance | DecodeInstance, *, now_seconds: float) -> EngineSample:
@@ -65,16 +85,16 @@ def engine_sample(instance: PrefillInstance | DecodeInstance, *, now_seconds: fl
         preemptions_total=0.0,
         requests_finished_total=instance.finished_requests,
         time_to_first_token_seconds=_histogram(
-            TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS, instance.ttft_hist, instance.ttft_sum_seconds
+            instance, TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS, instance.ttft_hist, instance.ttft_sum_seconds
         ),
         inter_token_latency_seconds=_histogram(
-            INTER_TOKEN_LATENCY_BUCKETS_SECONDS, instance.itl_hist, instance.itl_sum_seconds
+            instance, INTER_TOKEN_LATENCY_BUCKETS_SECONDS, instance.itl_hist, instance.itl_sum_seconds
         ),
         request_prompt_tokens=_histogram(
-            PROMPT_TOKENS_BUCKETS, instance.prompt_tokens_hist, instance.request_tokens_sums[0]
+            instance, PROMPT_TOKENS_BUCKETS, instance.prompt_tokens_hist, instance.request_tokens_sums[0]
         ),
         request_generation_tokens=_histogram(
-            GENERATION_TOKENS_BUCKETS, instance.generation_tokens_hist, instance.request_tokens_sums[1]
+            instance, GENERATION_TOKENS_BUCKETS, instance.generation_tokens_hist, instance.request_tokens_sums[1]
         ),
     )
 

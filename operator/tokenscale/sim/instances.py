@@ -35,7 +35,7 @@ from collections import deque
 from typing import Final
 
 from tokenscale.core.profile import PerfModel
-from tokenscale.core.types import Role
+from tokenscale.core.types import Histogram, Role
 
 __all__ = [
     "GENERATION_TOKENS_BUCKETS",
@@ -118,6 +118,7 @@ class Instance:
     __slots__ = (
         "created_seconds",
         "draining_since_seconds",
+        "exposed",
         "finished_requests",
         "generation_tokens_hist",
         "generation_tokens_total",
@@ -136,6 +137,7 @@ class Instance:
         "ttft_hist",
         "ttft_sum_seconds",
         "waiting_home",
+        "withdrawn",
     )
 
     def __init__(self, *, name: str, order: int, role: Role, perf: PerfModel, created_seconds: float) -> None:
@@ -159,6 +161,13 @@ class Instance:
         self.generation_tokens_hist = [0.0] * (len(GENERATION_TOKENS_BUCKETS) + 1)
         self.request_tokens_sums = [0.0, 0.0]  # sums of the prompt and generation histograms
         self.waiting_home = 0  # requests in a shared queue that this pod's waiting gauge counts
+        self.withdrawn = False  # out of routing (soft scale-in) while still Ready
+        self.exposed: dict[int, Histogram] = {}  # the last histograms `tokenscale.sim.exposition` built
+
+    @property
+    def serving(self) -> bool:
+        """Ready and in routing: takes new work."""
+        return self.state == InstanceState.READY and not self.withdrawn
 
     def gpu_seconds(self, *, until_seconds: float) -> float:
         """GPU-seconds provisioned from creation to removal (or ``until_seconds``), clipped to ``until_seconds``."""

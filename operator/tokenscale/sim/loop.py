@@ -4,8 +4,9 @@ of Kubernetes and the pods' /metrics.
 Every tick (``settings.tick_seconds``) the loop advances the cluster to the tick, scrapes every pod
 (`tokenscale.sim.exposition.engine_sample`), keeps each pod's recent samples, builds the observation with
 `tokenscale.core.observe.build_observation` and asks `tokenscale.core.decide.decide` for a decision: the very code
-the operator runs. It applies the decision as the operator would: restores, then replica counts (new instances
-cold-start, surplus ones drain), then conversions by pod name.
+the operator runs. It applies the decision as the operator would: restores, rejoins and withdrawals (soft
+scale-in), then replica counts (new instances cold-start, surplus ones drain, withdrawn ones first), then
+conversions by pod name.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def cluster_config_for(settings: ScalingSettings, *, cold_start_seconds: float |
 def _apply(cluster: Cluster, decision: Decision) -> None:
     for name in decision.restore_pods:
         cluster.restore(name)
+    for name in decision.rejoin_pods:
+        cluster.rejoin(name)
+    for name in decision.withdraw_pods:
+        cluster.withdraw(name)
     cluster.set_replicas(Role.PREFILL, decision.prefill_replicas)
     cluster.set_replicas(Role.DECODE, decision.decode_replicas)
     for name in decision.convert_pods:

@@ -34,6 +34,7 @@ __all__ = [
     "ORACLE_POLICY",
     "RunRecord",
     "Scenario",
+    "markdown_table",
     "run_one",
     "runs_json",
     "scoreboard_policy_names",
@@ -206,3 +207,26 @@ def runs_json(records: Sequence[RunRecord]) -> str:
     """The stable JSON document: ``{"runs": [...]}`` with keys in `JSON_FIELDS` order, two-space indent."""
     runs: list[dict[str, Any]] = [dataclasses.asdict(r) for r in records]
     return json.dumps({"runs": runs}, indent=2, allow_nan=False) + "\n"
+
+
+def _ms(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{1000.0 * seconds:,.0f}"
+
+
+def markdown_table(records: Sequence[RunRecord]) -> str:
+    """The records as a Markdown table (percentages, milliseconds, GPU-hours), one row per run in order."""
+    lines = [
+        "| trace | profile | policy | SLO | TTFT ok | TPOT ok | TTFT p50 / p99 ms | TPOT p50 / p99 ms | GPU-h "
+        "| × oracle | mean P / D | scale out / in | conversions |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r.trace} ×{r.rate_scale:g} | {r.profile} | {r.policy} | {100 * r.slo_attainment:.1f}% "
+            f"| {100 * r.ttft_attainment:.1f}% | {100 * r.tpot_attainment:.1f}% "
+            f"| {_ms(r.ttft_p50_seconds)} / {_ms(r.ttft_p99_seconds)} "
+            f"| {_ms(r.tpot_p50_seconds)} / {_ms(r.tpot_p99_seconds)} | {r.gpu_hours:.2f} "
+            f"| {r.cost_vs_oracle:.2f} | {r.mean_prefill_instances:.2f} / {r.mean_decode_instances:.2f} "
+            f"| {r.scale_out_events} / {r.scale_in_events} | {r.conversions} |"
+        )
+    return "\n".join(lines) + "\n"
