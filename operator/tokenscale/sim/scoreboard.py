@@ -6,7 +6,7 @@ Conditions shared by every policy of a (trace, profile) pair:
 - the oracle (`tokenscale.sim.oracle`) of that trace, which also sizes the start and the bounds: the run starts
   with the oracle's largest counts over the first minute, Ready (a warm service, the same for all);
   ``max_replicas`` is ``max(16, 2 × the oracle's peak)`` per role, ``min_replicas`` 1;
-- the static baseline holds the oracle's peak counts all along (provisioned for the worst bin);
+- the static baseline holds the oracle's peak counts from the start (provisioned for the worst bin);
 - SLO: TokenScale's tiers (< 256 tokens 0.25 s, < 1024 0.4 s, else 2 s) and TPOT 0.1 s; tick 1 s; window 10 s;
   the generic behaviour (`tokenscale.core.settings.Behavior`) and every policy's own defaults.
 
@@ -159,6 +159,9 @@ def run_one(
     config = loop.cluster_config_for(settings, cold_start_seconds=0.0 if is_oracle else scenario.cold_start_seconds)
     if is_oracle:
         initial_prefill, initial_decode = scenario.oracle_schedule.at(0.0)
+    elif settings.static is not None and policy == "static":
+        # A fixed provisioning is in place from the start; it never pays a cold start.
+        initial_prefill, initial_decode = settings.static.prefill_replicas, settings.static.decode_replicas
     outcome = loop.run_policy(
         trace=scenario.trace,
         settings=settings,
