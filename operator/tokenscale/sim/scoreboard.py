@@ -121,6 +121,7 @@ class RunRecord:
     policy: str
     rate_scale: float
     seed: int
+    cold_start_seconds: float
     requests: int
     completed: int
     slo_attainment: float
@@ -184,6 +185,9 @@ def run_one(
         policy=policy,
         rate_scale=scenario.rate_scale,
         seed=scenario.seed,
+        cold_start_seconds=config.cold_start_seconds
+        if config.cold_start_seconds is not None
+        else scenario.profile.perf.cold_start_seconds,
         requests=len(scenario.trace),
         completed=int(np.sum(~np.isnan(outcome.outcomes.finish_seconds))),
         slo_attainment=round(scores.slo, 6),
