@@ -17,6 +17,7 @@ docs/algorithms.md §Windows.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 
@@ -45,10 +46,13 @@ def _timestamp(sample: EngineSample) -> float:
 def samples_in_window(
     *, samples: Sequence[EngineSample], now_seconds: float, window_seconds: float
 ) -> Sequence[EngineSample]:
-    """The samples (ascending by time) with ``now - window <= timestamp <= now``; O(log n) by bisection."""
+    """The samples (ascending by time) with ``now - window <= timestamp <= now``, found by bisection.
+
+    Any indexable sequence works, a ``collections.deque`` with ``maxlen`` included (it cannot be sliced).
+    """
     low = bisect.bisect_left(samples, now_seconds - window_seconds - _EPSILON_SECONDS, key=_timestamp)
     high = bisect.bisect_right(samples, now_seconds + _EPSILON_SECONDS, key=_timestamp)
-    return samples[low:high]
+    return list(itertools.islice(samples, low, high))
 
 
 def counter_increase(values: Sequence[float]) -> float:
@@ -108,15 +112,15 @@ def histogram_delta(histograms: Sequence[Histogram]) -> Histogram | None:
         return None
     bounds = histograms[-1].bucket_upper_bounds
     start = len(histograms) - 1
-    while start > 0 and histograms[start - 1].bucket_upper_bounds == bounds:
+    while start > 0 and ((earlier := histograms[start - 1].bucket_upper_bounds) is bounds or earlier == bounds):
         start -= 1
-    run = histograms[start:]
-    if len(run) < 2:
+    if start > len(histograms) - 2:
         return None
-    first = run[0]
+    first = histograms[start]
     segment_lasts: list[Histogram] = []
     previous = first
-    for histogram in run[1:]:
+    for index in range(start + 1, len(histograms)):
+        histogram = histograms[index]
         if histogram.count < previous.count:
             segment_lasts.append(previous)
         previous = histogram

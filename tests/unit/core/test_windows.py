@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import math
 import operator
 
@@ -72,6 +73,12 @@ def test_samples_in_window(now: float, window: float, expected_times: list[float
     samples = [sample(t) for t in (0.0, 1.0, 5.0, 9.0, 10.0)]
     got = windows.samples_in_window(samples=samples, now_seconds=now, window_seconds=window)
     assert [s.timestamp_seconds for s in got] == expected_times
+
+
+def test_samples_in_window_accepts_a_bounded_deque() -> None:
+    samples = collections.deque((sample(float(t)) for t in range(20)), maxlen=12)
+    got = windows.samples_in_window(samples=samples, now_seconds=19.0, window_seconds=2.0)
+    assert [s.timestamp_seconds for s in got] == [17.0, 18.0, 19.0]
 
 
 def _hist(counts: tuple[float, ...], total: float, bounds: tuple[float, ...] = BOUNDS) -> Histogram:

@@ -216,7 +216,6 @@ class HeteroScalePolicy(BehaviorLimits):
                 )
             else:
                 found.append(Reason(reasons.DECODE_THROUGHPUT, proportional))
-            decode, prefill = settings.decode.clamp(decode), settings.prefill.clamp(prefill)
             next_state = HeteroScaleState(now, state.last_scale_in_seconds, None)
             return answer(prefill, decode, next_state, rejoin_pods=rejoin)
 
