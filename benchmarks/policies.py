@@ -64,6 +64,8 @@ def run_table(*, cold_start_seconds: float | None, jobs: int) -> Table:
     """Run every policy on every scenario (``jobs`` processes); records in a fixed order."""
     started = time.perf_counter()
     prepared = scenarios(cold_start_seconds=cold_start_seconds)
+    for scenario in prepared:
+        _ = scenario.distserve  # once, here, rather than in each worker that needs it
     work = [(s, p) for s in prepared for p in scoreboard.scoreboard_policy_names()]
     if jobs == 1:
         done = [_run(s, p) for s, p in work]
@@ -117,6 +119,47 @@ def _ablation_lines(records: Sequence[scoreboard.RunRecord]) -> list[str]:
     return lines
 
 
+def _span(values: Sequence[float]) -> str:
+    low, high = 100 * min(values), 100 * max(values)
+    return f"{low:.1f}%" if round(low, 1) == round(high, 1) else f"{low:.1f}–{high:.1f}%"
+
+
+def _notes(records: Sequence[scoreboard.RunRecord]) -> list[str]:
+    """Facts computed from the records that explain them."""
+    by_policy: dict[str, list[scoreboard.RunRecord]] = {}
+    for r in records:
+        by_policy.setdefault(r.policy, []).append(r)
+    oracle = by_policy[scoreboard.ORACLE_POLICY]
+    static = by_policy["static"]
+    prefill_only = by_policy["tokenscale-prefill-only"]
+    no_conversion = by_policy["tokenscale-no-conversion"]
+    decode_step_pp = max(
+        abs(a.slo_attainment - b.slo_attainment) * 100 for a, b in zip(prefill_only, no_conversion, strict=True)
+    )
+    peak_decode = max(r.mean_decode_instances for r in records if r.policy != "heteroscale")
+    unconverted = sorted({r.profile for r in by_policy["tokenscale"] if r.conversions == 0})
+    oracle_span = _span([r.slo_attainment for r in oracle])
+    static_span = _span([r.slo_attainment for r in static])
+    notes = [
+        f"- The oracle's own schedule, replayed with instant starts, meets the SLO for {oracle_span} of requests: a "
+        "bin provisioned for its mean rate queues the bin's bursts. `× oracle` is a ratio to a lower bound, not to a "
+        "plan that meets the SLO.",
+        f"- Static provisioning at the oracle's peak meets {static_span}: short prompts (< 256 tokens, 250 ms) queue "
+        "behind full prefill steps, and code's one-second bursts exceed even the peak 10 s bin.",
+        f"- Decode: every policy but HeteroScale (which sizes both roles from one ratio) kept a mean of at most "
+        f"{peak_decode:.2f} decode instances; one decoder's KV cache holds these traces at these rates, so the "
+        f"ablation's decoder-scaler step (`tokenscale-prefill-only` → `tokenscale-no-conversion`) moves SLO "
+        f"attainment by at most {decode_step_pp:.1f} points.",
+    ]
+    if unconverted:
+        notes.append(
+            f"- TokenScale converted no decoder on {', '.join(unconverted)}: its planner converts a decoder only while "
+            "its decode step plus `prefill_ms(prefill_chunk_tokens)` stays within τ × TPOT, which the 512-token chunk "
+            "does not on that profile."
+        )
+    return notes
+
+
 def render(tables: Sequence[Table], *, jobs: int) -> str:
     """docs/results.md."""
     out = [
@@ -165,6 +208,10 @@ def render(tables: Sequence[Table], *, jobs: int) -> str:
             "decoders):",
             "",
             *_ablation_lines(table.records),
+            "",
+            "Notes (computed from the rows above):",
+            "",
+            *_notes(table.records),
             "",
         ]
     return "\n".join(out)

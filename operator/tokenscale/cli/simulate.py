@@ -128,6 +128,9 @@ def simulate(
         for name, data in loaded_traces
         for prof in loaded_profiles
     ]
+    if any(name in scoreboard.GOODPUT_POLICIES for name in names):
+        for scenario in scenarios:
+            _ = scenario.distserve  # DistServe's goodputs by simulation, once per scenario
     jobs_list = [(scenario, name) for scenario in scenarios for name in names]
     results: list[tuple[scoreboard.RunRecord, loop.RunOutcome]] = []
     with Progress(

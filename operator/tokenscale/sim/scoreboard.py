@@ -7,6 +7,7 @@ Conditions shared by every policy of a (trace, profile) pair:
   with the oracle's largest counts over the first minute, Ready (a warm service, the same for all);
   ``max_replicas`` is ``max(16, 2 × the oracle's peak)`` per role, ``min_replicas`` 1;
 - the static baseline holds the oracle's peak counts from the start (provisioned for the worst bin);
+- DistServe's per-instance goodputs come from `tokenscale.sim.goodput` on the trace's lengths (its own method);
 - SLO: TokenScale's tiers (< 256 tokens 0.25 s, < 1024 0.4 s, else 2 s) and TPOT 0.1 s; tick 1 s; window 10 s;
   the generic behaviour (`tokenscale.core.settings.Behavior`) and every policy's own defaults.
 
@@ -16,6 +17,7 @@ The pseudo-policy ``oracle`` replays the oracle's schedule with instant starts, 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -27,9 +29,10 @@ import numpy as np
 from tokenscale.core import settings as core_settings
 from tokenscale.core.policies import registry
 from tokenscale.core.profile import Profile
-from tokenscale.sim import loop, oracle, report, traces
+from tokenscale.sim import goodput, loop, oracle, report, traces
 
 __all__ = [
+    "GOODPUT_POLICIES",
     "JSON_FIELDS",
     "ORACLE_POLICY",
     "RunRecord",
@@ -40,6 +43,8 @@ __all__ = [
     "scoreboard_policy_names",
 ]
 
+GOODPUT_POLICIES = ("distserve", "tokenscale-prefill-only")
+"""Policies that size with DistServe's goodputs (`Scenario.distserve`)."""
 ORACLE_POLICY = "oracle"
 """The pseudo-policy that replays the oracle's schedule with instant starts."""
 
@@ -91,6 +96,11 @@ class Scenario:
         )
         return cls(trace_name, scaled, profile, rate_scale, seed, schedule, objectives, cold_start_seconds)
 
+    @functools.cached_property
+    def distserve(self) -> core_settings.DistServeSettings:
+        """DistServe's goodputs on this trace and profile (`tokenscale.sim.goodput`), computed once when needed."""
+        return goodput.distserve_settings(trace=self.trace, profile=self.profile, slo=self.slo, seed=self.seed)
+
     def initial_counts(self) -> tuple[int, int]:
         """The oracle's largest counts over the first minute."""
         bins = max(1, math.ceil(_WARM_START_SECONDS / self.oracle_schedule.bin_seconds))
@@ -109,6 +119,7 @@ class Scenario:
             slo=self.slo,
             profile=self.profile,
             static=core_settings.StaticSettings(prefill_replicas=peak_prefill, decode_replicas=peak_decode),
+            distserve=self.distserve if policy in GOODPUT_POLICIES else None,
         )
 
 
