@@ -110,8 +110,11 @@ def _ablation_lines(records: Sequence[scoreboard.RunRecord]) -> list[str]:
         "tokenscale-no-conversion": "+ TokenScale decoder scaler",
         "tokenscale": "+ convertible decoders (TokenScale)",
     }
-    for r in records:
-        if r.policy in ABLATION:
+    keys = sorted({(r.trace, r.profile) for r in records}, key=lambda k: (k[1], k[0]))
+    by_key = {(r.trace, r.profile, r.policy): r for r in records}
+    for trace, profile in keys:
+        for policy in ABLATION:
+            r = by_key[(trace, profile, policy)]
             lines.append(
                 f"| {r.trace} | {r.profile} | {names[r.policy]} | {100 * r.ttft_attainment:.1f}% "
                 f"| {100 * r.tpot_attainment:.1f}% | {100 * r.slo_attainment:.1f}% | {r.gpu_hours:.2f} |"

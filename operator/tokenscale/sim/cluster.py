@@ -176,10 +176,6 @@ class Cluster:
     def instances(self, role: Role) -> Sequence[PrefillInstance | DecodeInstance]:
         return self.prefillers if role == Role.PREFILL else self.decoders
 
-    def active_count(self, role: Role) -> int:
-        """Instances that count toward the desired replicas: starting or Ready, not draining."""
-        return sum(1 for i in self.instances(role) if i.state in (InstanceState.STARTING, InstanceState.READY))
-
     def set_replicas(self, role: Role, desired: int) -> None:
         """Scale ``role`` to ``desired`` active instances: start new ones, or drain the cheapest to lose
         (starting ones first, newest first; then Ready ones: withdrawn, unconverted and least loaded first)."""
@@ -211,7 +207,6 @@ class Cluster:
             self._remove(instance)  # never served: nothing to drain; its pending ready event is ignored
             return
         instance.state = InstanceState.DRAINING
-        instance.draining_since_seconds = self.now_seconds
         self._rehome(instance)
         self._remove_if_drained(instance)
 

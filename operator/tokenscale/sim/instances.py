@@ -117,7 +117,6 @@ class Instance:
 
     __slots__ = (
         "created_seconds",
-        "draining_since_seconds",
         "exposed",
         "finished_requests",
         "generation_tokens_hist",
@@ -148,7 +147,6 @@ class Instance:
         self.state = InstanceState.STARTING
         self.created_seconds = created_seconds
         self.ready_seconds = math.nan
-        self.draining_since_seconds = math.nan
         self.removed_seconds = math.nan
         self.prompt_tokens_total = 0.0
         self.generation_tokens_total = 0.0
