@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import devcluster, generate, metrics
+from tokenscale.cli import devcluster, generate, metrics, simulate
 
 app = typer.Typer(
     name="tokenscale",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command("generate")(generate.generate)
 app.add_typer(devcluster.app, name="dev-cluster")
 app.add_typer(metrics.app, name="metrics")
+app.command("simulate")(simulate.simulate)
 
 
 @app.command("crd")
