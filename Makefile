@@ -73,6 +73,10 @@ test-integration: install cluster-bins ## Integration tests on the local control
 bench: install ## Benchmarks; results go to docs/benchmarks.md by hand with their command
 	$(RUN)/python -m benchmarks
 
+.PHONY: bench-policies
+bench-policies: install ## Regenerate docs/results.md and docs/results.json: every policy on the Azure traces
+	$(RUN)/python -m benchmarks.policies
+
 .PHONY: demo
 demo: install cluster-bins ## The whole system on one machine: control plane, twin, operator, live view, report
 	$(RUN)/tokenscale demo --trace $(TRACE) --policy $(POLICY) --speedup $(SPEEDUP) --duration $(DURATION)

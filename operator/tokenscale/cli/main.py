@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import devcluster, generate, metrics, run
+from tokenscale.cli import devcluster, generate, metrics, run, simulate
 
 app = typer.Typer(
     name="tokenscale",
@@ -19,6 +19,7 @@ app.command("generate")(generate.generate)
 app.command("run")(run.run)
 app.add_typer(devcluster.app, name="dev-cluster")
 app.add_typer(metrics.app, name="metrics")
+app.command("simulate")(simulate.simulate)
 
 
 @app.command("crd")

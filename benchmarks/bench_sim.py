@@ -1,0 +1,58 @@
+"""Simulator speed (issue 5): one policy over the one-hour Azure conv trace, and the whole policy scoreboard.
+
+Goals: one policy (TokenScale, Llama-3.1-8B H100, the raw trace: 19,366 requests, 3,502 ticks) in <= 3 s on one
+core; the scoreboard of docs/results.md at the profiles' cold start (4 traces × profiles, 10 policies: 40 runs)
+in <= 2 minutes. Both run in this one process (one core); CPU seconds are reported beside wall seconds because the
+machine may be shared.
+
+Run: ``.venv/bin/python -m benchmarks sim`` (or ``make bench``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from benchmarks import policies
+from tokenscale.api import profiles
+from tokenscale.sim import scoreboard, traces
+
+REPEATS = 3
+
+
+def _one_policy() -> None:
+    trace = traces.load_trace("azure-conv")
+    profile = profiles.load_profile("llama-3.1-8b-h100")
+    best_wall = best_cpu = float("inf")
+    for _ in range(REPEATS):
+        wall, cpu = time.perf_counter(), time.process_time()
+        scenario = scoreboard.Scenario.prepare(trace_name="azure-conv", trace=trace, profile=profile)
+        record, outcome = scoreboard.run_one(scenario, "tokenscale")
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    ticks = len(outcome.timeline.seconds)
+    print(
+        f"one policy, azure-conv (raw, {record.requests} requests, {ticks} ticks), tokenscale on llama-3.1-8b-h100: "
+        f"{best_wall:.2f} s wall, {best_cpu:.2f} s CPU (best of {REPEATS}; goal <= 3 s) = "
+        f"{1e6 * best_cpu / record.requests:.0f} us CPU per request, {1e3 * best_cpu / ticks:.2f} ms per tick"
+    )
+
+
+def _scoreboard() -> None:
+    cpu = time.process_time()
+    table = policies.run_table(cold_start_seconds=None, jobs=1)
+    cpu_seconds = time.process_time() - cpu
+    requests = sum(r.requests for r in table.records)
+    print(
+        f"scoreboard at the profiles' cold start: {len(table.records)} runs, {requests} requests: "
+        f"{table.seconds:.1f} s wall, {cpu_seconds:.1f} s CPU on one core (goal <= 120 s) = "
+        f"{cpu_seconds / len(table.records):.2f} s per run, {1e6 * cpu_seconds / requests:.0f} us per request"
+    )
+
+
+def main() -> None:
+    _one_policy()
+    _scoreboard()
+
+
+if __name__ == "__main__":
+    main()
