@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from tests.integration.conftest import SESSION_NODES
 
-from tokenscale.devcluster import cluster, nodes
+from tokenscale.devcluster import cluster, components, nodes
 from tokenscale.devcluster.kubectl import Kubectl
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def test_fake_gpu_node_is_ready_with_its_gpus_labels_and_loopback_ip(kubectl: Ku
 
 def test_service_cluster_ips_come_from_the_loopback_service_range(kubectl: Kubectl) -> None:
     service = kubectl.get_json("service", "kubernetes", "--namespace=default")
-    assert ipaddress.ip_address(service["spec"]["clusterIP"]) in ipaddress.ip_network(cluster.SERVICE_CIDR)
+    assert ipaddress.ip_address(service["spec"]["clusterIP"]) in ipaddress.ip_network(components.SERVICE_CIDR)
 
 
 def test_second_start_in_the_same_home_is_refused_and_leaves_the_cluster_running(

@@ -105,7 +105,7 @@ def _fetch(url: str) -> bytes:
 def test_scale_subresource_gives_running_gpu_pods_with_distinct_bindable_loopback_ips(
     kubectl: Kubectl, namespace: str
 ) -> None:
-    kubectl.apply_objects([_deployment("prefill", replicas=0, gpus=1)])
+    kubectl.apply_objects([_deployment("prefill", replicas=0, gpus=1)], namespace=namespace)
     _patch_scale(kubectl, namespace, "prefill", 3)
 
     scale = kubectl.get_json("deployment", "prefill", f"--namespace={namespace}", "--subresource=scale")
@@ -130,7 +130,7 @@ def test_scale_subresource_gives_running_gpu_pods_with_distinct_bindable_loopbac
 
 
 def test_scale_in_through_the_scale_subresource_removes_pods(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.apply_objects([_deployment("decode", replicas=3, gpus=1)])
+    kubectl.apply_objects([_deployment("decode", replicas=3, gpus=1)], namespace=namespace)
     wait_until(lambda: len(list(filter(_is_ready, _pods(kubectl, namespace, "decode")))) == 3, what="3 Ready pods")
 
     _patch_scale(kubectl, namespace, "decode", 1)
@@ -158,7 +158,8 @@ def test_gpu_capacity_bounds_how_many_pods_run(kubectl: Kubectl, namespace: str)
                     nodeSelector={"kubernetes.io/hostname": small.name},
                     tolerations=[{**taint, "operator": "Equal"}],
                 )
-            ]
+            ],
+            namespace=namespace,
         )
 
         def running_and_unschedulable() -> tuple[int, list[str]] | None:
@@ -183,7 +184,7 @@ def test_gpu_capacity_bounds_how_many_pods_run(kubectl: Kubectl, namespace: str)
 def test_cold_start_annotation_delays_readiness_but_not_the_pod_ip(kubectl: Kubectl, namespace: str) -> None:
     delay_seconds = 3
     annotations = {nodes.COLD_START_DELAY_ANNOTATION: f"{delay_seconds}s"}
-    kubectl.apply_objects([_deployment("cold", replicas=1, gpus=1, annotations=annotations)])
+    kubectl.apply_objects([_deployment("cold", replicas=1, gpus=1, annotations=annotations)], namespace=namespace)
 
     pod = wait_until(lambda: [p for p in _pods(kubectl, namespace, "cold") if _is_ready(p)], what="a Ready pod")[0]
     ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")

@@ -8,6 +8,8 @@ types, no ``title``. This module walks pydantic's JSON schema and:
 - keeps descriptions, defaults, bounds, patterns and enums, drops titles;
 - turns a nested object default into ``{}`` so the API server applies the inner defaults itself;
 - keeps the models' CEL rules (``x-kubernetes-validations``);
+- rewrites JSON Schema's numeric ``exclusiveMinimum: x`` (pydantic's ``gt=x``) as OpenAPI v3.0's
+  ``minimum: x`` plus ``exclusiveMinimum: true``, the only form the API server accepts (likewise for maxima);
 - drops ``additionalProperties: false``, which a structural schema forbids beside ``properties``: the API
   server prunes unknown fields and kubectl's strict field validation refuses them with their path;
 - adds the status subresource, printer columns and the short name.
@@ -27,6 +29,8 @@ from tokenscale.api import v1alpha1
 __all__ = ["crd_manifest", "crd_yaml", "structural_schema"]
 
 _DROP_KEYS = frozenset({"title", "$defs"})
+# JSON Schema 2020-12 exclusive bound -> (OpenAPI v3.0 inclusive bound key, its boolean flag).
+_EXCLUSIVE_BOUNDS = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
 
 
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
@@ -55,6 +59,9 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = {name: _resolve(prop, defs) for name, prop in value.items()}
         elif key == "const":
             out["enum"] = [value]
+        elif key in _EXCLUSIVE_BOUNDS and not isinstance(value, bool):
+            out[_EXCLUSIVE_BOUNDS[key]] = value
+            out[key] = True
         else:
             out[key] = _resolve(value, defs)
     if out.get("type") == "object" and isinstance(out.get("default"), dict) and out.get("properties"):

@@ -69,7 +69,13 @@ MAX_CONVERTED_PODS = 256
 
 
 def _rules(*rules: tuple[str, str]) -> dict[str, Any]:
-    """JSON-schema extra holding CEL rules as (rule, message) pairs."""
+    """JSON-schema extra holding CEL rules as (rule, message) pairs.
+
+    The API server also evaluates each rule on an object's schema default, ``{}``, *before* the inner defaults
+    apply, and refuses the CRD if a rule reads an absent field ("no such key"). So a rule on an object that
+    defaults to ``{}`` guards every defaulted field it reads with ``has()``; on a stored object those fields are
+    always present, so the guard changes nothing there.
+    """
     return {"x-kubernetes-validations": [{"rule": rule, "message": message} for rule, message in rules]}
 
 
@@ -161,10 +167,11 @@ class MetricsSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
-                "self.source != 'prometheus' || has(self.prometheusURL)",
+                "!has(self.source) || self.source != 'prometheus' || has(self.prometheusURL)",
                 "source prometheus needs prometheusURL, e.g. http://prometheus.monitoring:9090",
             ),
             (
+                "!has(self.windowSeconds) || !has(self.scrapeIntervalSeconds) || "
                 "self.windowSeconds >= self.scrapeIntervalSeconds",
                 "windowSeconds must be at least scrapeIntervalSeconds",
             ),
@@ -228,8 +235,8 @@ class SLOSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
-                "self.ttftTiers.map(t, t.maxInputTokens).isSorted() && "
-                "self.ttftTiers.all(a, self.ttftTiers.exists_one(b, b.maxInputTokens == a.maxInputTokens))",
+                "!has(self.ttftTiers) || (self.ttftTiers.map(t, t.maxInputTokens).isSorted() && "
+                "self.ttftTiers.all(a, self.ttftTiers.exists_one(b, b.maxInputTokens == a.maxInputTokens)))",
                 "ttftTiers must be sorted by strictly increasing maxInputTokens",
             ),
         )
@@ -237,6 +244,9 @@ class SLOSpec(_Model):
 
     ttft_tiers: list[TTFTTier] = Field(
         default_factory=_default_ttft_tiers,
+        # pydantic leaves a default_factory out of the JSON schema; the CRD needs the value so that the API
+        # server stores the same tiers the models assume.
+        json_schema_extra={"default": [tier.model_dump(mode="json", by_alias=True) for tier in _default_ttft_tiers()]},
         min_length=1,
         max_length=MAX_TTFT_TIERS,
         description="TTFT objective by input length; longer inputs than the last tier use the last tier. "
@@ -446,9 +456,9 @@ class StaticPolicySpec(_Model):
 class PolicySpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
-            ("self.name != 'static' || has(self.static)", "policy static needs spec.policy.static"),
+            ("!has(self.name) || self.name != 'static' || has(self.static)", "policy static needs spec.policy.static"),
             (
-                "self.name != 'distserve' || has(self.distserve)",
+                "!has(self.name) || self.name != 'distserve' || has(self.distserve)",
                 "policy distserve needs spec.policy.distserve",
             ),
         )
@@ -488,8 +498,8 @@ class RoleLabelSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
-                "self.preset != 'custom' || (has(self.key) && has(self.prefill) && has(self.decode) && "
-                "has(self.converted))",
+                "!has(self.preset) || self.preset != 'custom' || "
+                "(has(self.key) && has(self.prefill) && has(self.decode) && has(self.converted))",
                 "preset custom needs key, prefill, decode and converted",
             ),
             (

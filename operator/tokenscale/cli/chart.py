@@ -56,6 +56,16 @@ class ChartRenderError(RuntimeError):
     """helm is missing or refused the chart; the message says which and how to fix it."""
 
 
+def _kind(document: Mapping[str, Any]) -> str:
+    """The document's kind; a List is classified by its items' kind, which must be one."""
+    if document["kind"] != "List":
+        return str(document["kind"])
+    kinds = {str(item["kind"]) for item in document.get("items") or ()}
+    if len(kinds) != 1:
+        raise ChartRenderError(f"a List in the chart mixes kinds {sorted(kinds)}; split it")
+    return kinds.pop()
+
+
 def _documents(root: Path) -> tuple[tuple[str, str], ...]:
     """The rendered chart as (kind, document text) pairs, in helm's order (CRDs first)."""
     try:
@@ -84,7 +94,7 @@ def _documents(root: Path) -> tuple[tuple[str, str], ...]:
         parsed = yaml.safe_load(body) if body else None
         if not parsed:
             continue
-        documents.append((str(parsed["kind"]), body + "\n"))
+        documents.append((_kind(parsed), body + "\n"))
     return tuple(documents)
 
 

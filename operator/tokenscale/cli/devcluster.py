@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tokenscale.devcluster import binaries, cluster, nodes
+from tokenscale.devcluster import binaries, cluster, layout, nodes
 
 __all__ = ["app"]
 
@@ -27,7 +27,7 @@ HomeOption = Annotated[
 
 
 def _home(home: Path | None) -> Path:
-    return home if home is not None else cluster.default_home()
+    return home if home is not None else layout.default_home()
 
 
 @app.command("up")

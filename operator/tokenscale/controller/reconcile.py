@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from tokenscale.controller import report, telemetry
-from tokenscale.controller.service import ServiceConfig, ServiceMemory
+from tokenscale.controller.service import MetricsEndpoint, ServiceConfig, ServiceMemory
 from tokenscale.core import decide, observe
 from tokenscale.core.types import Decision, EngineSample, Observation, PodView, Role, ServingRole
 from tokenscale.kube import errors as kube_errors
 from tokenscale.kube import pods as kube_pods
 from tokenscale.kube import selectors
 from tokenscale.kube.scale import Scale, ScaleRef
+from tokenscale.metrics import source as metrics_source
 
 __all__ = [
     "CONVERTED_DELETION_COST",
@@ -38,8 +39,6 @@ __all__ = [
     "Cluster",
     "EventSink",
     "PodScraper",
-    "ScrapeFailure",
-    "ScrapeTarget",
     "TickPorts",
     "run_tick",
     "scale_in_victims",
@@ -81,28 +80,12 @@ class Cluster(Protocol):
     async def patch_status(self, *, namespace: str, name: str, status_: Mapping[str, Any]) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ScrapeTarget:
-    """One pod's metrics endpoint."""
-
-    pod: str
-    pod_ip: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScrapeFailure:
-    """A scrape that gave no sample: a short CamelCase code (a metric label) and the detail."""
-
-    code: str
-    message: str
-
-
 class PodScraper(Protocol):
-    """Scrapes pods' engine metrics into samples (implemented over `tokenscale.metrics`)."""
+    """Reads every pod's engine metrics: one answer per pod name, a sample or `Unknown` (never an exception)."""
 
     async def scrape(
-        self, *, targets: Sequence[ScrapeTarget], port: int, path: str, engine: str, model_name: str | None
-    ) -> Mapping[str, EngineSample | ScrapeFailure]: ...
+        self, *, targets: Sequence[metrics_source.PodTarget], endpoint: MetricsEndpoint
+    ) -> Mapping[str, EngineSample | metrics_source.Unknown]: ...
 
 
 class EventSink(Protocol):
@@ -157,7 +140,7 @@ def _serving_role(*, config: ServiceConfig, role: Role, labels: Mapping[str, str
     return ServingRole.DECODE
 
 
-def _pod_view(*, config: ServiceConfig, role: Role, pod: kube_pods.PodInfo, failure: ScrapeFailure | None) -> PodView:
+def _pod_view(*, config: ServiceConfig, role: Role, pod: kube_pods.PodInfo, failure: str | None) -> PodView:
     serving_role = _serving_role(config=config, role=role, labels=pod.labels)
     converted_since = None
     if serving_role is ServingRole.CONVERTED:
@@ -171,7 +154,7 @@ def _pod_view(*, config: ServiceConfig, role: Role, pod: kube_pods.PodInfo, fail
         ready=pod.ready and not pod.deleting,
         ready_since_seconds=pod.ready_since_seconds if pod.ready else None,
         converted_since_seconds=converted_since,
-        unknown_reason=failure.message if failure else None,
+        unknown_reason=failure,
     )
 
 
@@ -215,29 +198,31 @@ class _Tick:
         self.owners = [f"{owner} targets {ref}" for ref, found in owners_by_ref.items() for owner in found]
         self.pods = {Role.PREFILL: list(prefill_pods), Role.DECODE: list(decode_pods)}
 
-        spec = self.config.spec
         results = await self.ports.scraper.scrape(
             targets=[
-                ScrapeTarget(pod=pod.name, pod_ip=pod.pod_ip)
+                metrics_source.PodTarget(name=pod.name, ip=pod.pod_ip)
                 for role_pods in self.pods.values()
                 for pod in role_pods
                 if pod.pod_ip
             ],
-            port=spec.metrics.port,
-            path=spec.metrics.path,
-            engine=spec.engine.value,
-            model_name=spec.model_name,
+            endpoint=self.config.metrics_endpoint(namespace=self.namespace),
         )
         views: list[PodView] = []
         for role, role_pods in self.pods.items():
             for pod in role_pods:
-                result = results.get(pod.name) if pod.pod_ip else ScrapeFailure("NoPodIP", "the pod has no IP yet")
+                result = results.get(pod.name)
+                failure: str | None = None
                 if isinstance(result, EngineSample):
                     self.memory.histories.setdefault(pod.name, []).append(result)
-                    failure = None
                 else:
-                    failure = result or ScrapeFailure("NotScraped", "the scraper returned no result for the pod")
-                    metrics.scrape_errors.labels(self.namespace, self.name, role.value, failure.code).inc()
+                    code, failure = (
+                        (result.reason.value, result.message)
+                        if result is not None
+                        else ("NoPodIP", "the pod has no IP yet")
+                        if not pod.pod_ip
+                        else ("NotScraped", "the scraper gave no answer for the pod")
+                    )
+                    metrics.scrape_errors.labels(self.namespace, self.name, role.value, code).inc()
                 views.append(_pod_view(config=self.config, role=role, pod=pod, failure=failure))
 
         keep_seconds = self.config.settings.window_seconds + _HISTORY_SLACK_TICKS * self.config.tick_seconds

@@ -19,11 +19,24 @@ from tokenscale.core import settings as core_settings
 from tokenscale.core.types import EngineSample
 from tokenscale.kube.scale import ScaleRef
 
-__all__ = ["InvalidSpecError", "RoleLabel", "ServiceConfig", "ServiceMemory", "parse_service"]
+__all__ = ["InvalidSpecError", "MetricsEndpoint", "RoleLabel", "ServiceConfig", "ServiceMemory", "parse_service"]
 
 
 class InvalidSpecError(ValueError):
     """The resource cannot be reconciled as written; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsEndpoint:
+    """Where a service's engine metrics are read (``spec.engine``, ``spec.modelName``, ``spec.metrics``)."""
+
+    engine: str
+    port: int
+    path: str
+    model_name: str | None
+    namespace: str
+    prometheus_url: str | None = None
+    """Set for ``source: prometheus``: ask this Prometheus instead of scraping the pods."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +63,18 @@ class ServiceConfig:
     @property
     def tick_seconds(self) -> float:
         return self.spec.metrics.scrape_interval_seconds
+
+    def metrics_endpoint(self, *, namespace: str) -> MetricsEndpoint:
+        """Where this service's engine metrics are read."""
+        metrics = self.spec.metrics
+        return MetricsEndpoint(
+            engine=self.spec.engine.value,
+            port=metrics.port,
+            path=metrics.path,
+            model_name=self.spec.model_name,
+            namespace=namespace,
+            prometheus_url=metrics.prometheus_url if metrics.source is v1alpha1.MetricsSource.PROMETHEUS else None,
+        )
 
 
 def _ref(role: v1alpha1.RoleSpec) -> ScaleRef:

@@ -89,6 +89,8 @@ class EngineSample:
     request_generation_tokens: Histogram | None = None
     kv_transfer_seconds: Histogram | None = None
     kv_transfer_bytes_total: float | None = None
+    kv_transfer_failures_total: float | None = None
+    """Failed KV-cache transfers between prefill and decode (vLLM NIXL, SGLang PD), cumulative."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,59 +16,31 @@ processes by PID in reverse order.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
-import json
-import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tokenscale.devcluster import kubeconfig, nodes, pki, processes
+from tokenscale.devcluster import components, kubeconfig, nodes, pki, processes
 from tokenscale.devcluster.apiclient import ApiClient
 from tokenscale.devcluster.binaries import Binaries, locate_binaries
 from tokenscale.devcluster.kubectl import Kubectl
-from tokenscale.devcluster.processes import ComponentProcess
+from tokenscale.devcluster.layout import ClusterLayout
+from tokenscale.devcluster.state import ClusterState
 
 __all__ = [
-    "COMPONENTS",
-    "SERVICE_CIDR",
-    "STAGE_FILES",
     "ClusterBusyError",
-    "ClusterLayout",
     "ClusterRunningError",
     "ClusterStartError",
-    "ClusterState",
     "DevCluster",
-    "Ports",
     "attach_cluster",
-    "component_argvs",
-    "default_home",
     "start_cluster",
     "stop_cluster",
 ]
 
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-# Service ClusterIPs are inert data here (no kube-proxy, no DNS) and are never dialled; a loopback range keeps
-# every address of the cluster inside 127.0.0.0/8. The apiserver accepts it (only Endpoints and EndpointSlices
-# refuse loopback addresses). It sits beside the pod range (127.1.0.0/16) and the node IPs (127.0.<n>.1).
-SERVICE_CIDR = "127.2.0.0/16"
-SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
-NODE_LEASE_SECONDS = 40
 _POLL_SECONDS = 0.05
-_PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy", "no_proxy"})
-STAGE_FILES = (
-    "node-initialize.yaml",
-    "node-heartbeat-with-lease.yaml",
-    "pod-start.yaml",
-    "pod-ready.yaml",
-    "pod-delete.yaml",
-)
 
 
 class ClusterRunningError(RuntimeError):
@@ -81,239 +53,6 @@ class ClusterBusyError(RuntimeError):
 
 class ClusterStartError(RuntimeError):
     """The cluster did not become Ready; the message holds the failing component's log tail."""
-
-
-def default_home() -> Path:
-    """``<cache>/dev-cluster``; the cache is ``$TOKENSCALE_CACHE_DIR``, ``$XDG_CACHE_HOME/tokenscale`` or
-    ``~/.cache/tokenscale``, as for the binaries."""
-    cache = os.environ.get("TOKENSCALE_CACHE_DIR")
-    if not cache:
-        cache = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tokenscale")
-    return Path(cache).expanduser() / "dev-cluster"
-
-
-@dataclass(frozen=True)
-class ClusterLayout:
-    """Where each file of a cluster lives under its home."""
-
-    home: Path
-
-    @property
-    def state_file(self) -> Path:
-        return self.home / "state.json"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.home / "lock"
-
-    @property
-    def pki_dir(self) -> Path:
-        return self.home / "pki"
-
-    @property
-    def etcd_dir(self) -> Path:
-        return self.home / "etcd"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.home / "logs"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.home / "kubeconfig"
-
-    @property
-    def kwok_config(self) -> Path:
-        return self.home / "kwok" / "stages.yaml"
-
-    @property
-    def kwok_home(self) -> Path:
-        # kwok also loads ~/.kwok/kwok.yaml when it exists; its own HOME keeps a user's file out of the cluster.
-        return self.home / "kwok" / "home"
-
-    @property
-    def kubectl_cache(self) -> Path:
-        return self.home / "kubectl-cache"
-
-    @property
-    def service_accounts_dir(self) -> Path:
-        return self.home / "serviceaccounts"
-
-    def log(self, component: str) -> Path:
-        return self.logs_dir / f"{component}.log"
-
-
-@dataclass(frozen=True)
-class Ports:
-    """The TCP ports of one cluster, all on 127.0.0.1."""
-
-    etcd_client: int
-    etcd_peer: int
-    apiserver: int
-    controller_manager: int
-    scheduler: int
-    kwok: int
-
-
-def _free_ports() -> Ports:
-    # Hold every socket open until all are bound, so the ports are distinct; the kernel does not hand a port
-    # just released by bind-to-0 out again at once, which keeps the race with other processes small.
-    count = len(dataclasses.fields(Ports))
-    with contextlib.ExitStack() as stack:
-        found = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            found.append(int(sock.getsockname()[1]))
-    return Ports(*found)
-
-
-@dataclass(frozen=True)
-class ClusterState:
-    """What ``state.json`` holds: enough to use, inspect and stop a running cluster from another process."""
-
-    home: Path
-    server_url: str
-    kubeconfig: Path
-    ports: Ports
-    processes: tuple[ComponentProcess, ...]
-    nodes: tuple[str, ...]
-    started_at_unix: float
-    timings_seconds: Mapping[str, float]
-
-    def to_json(self) -> str:
-        document: dict[str, Any] = {
-            "home": str(self.home),
-            "serverURL": self.server_url,
-            "kubeconfig": str(self.kubeconfig),
-            "ports": dataclasses.asdict(self.ports),
-            "processes": [
-                {"name": p.name, "pid": p.pid, "binary": str(p.binary), "log": str(p.log)} for p in self.processes
-            ],
-            "nodes": list(self.nodes),
-            "startedAtUnix": self.started_at_unix,
-            "timingsSeconds": dict(self.timings_seconds),
-        }
-        return json.dumps(document, indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> ClusterState:
-        document = json.loads(text)
-        return cls(
-            home=Path(document["home"]),
-            server_url=document["serverURL"],
-            kubeconfig=Path(document["kubeconfig"]),
-            ports=Ports(**document["ports"]),
-            processes=tuple(
-                ComponentProcess(name=p["name"], pid=p["pid"], binary=Path(p["binary"]), log=Path(p["log"]))
-                for p in document["processes"]
-            ),
-            nodes=tuple(document["nodes"]),
-            started_at_unix=document["startedAtUnix"],
-            timings_seconds=document["timingsSeconds"],
-        )
-
-    def process(self, name: str) -> ComponentProcess | None:
-        return next((p for p in self.processes if p.name == name), None)
-
-
-def component_argvs(*, binaries: Binaries, layout: ClusterLayout, certs: pki.Pki, ports: Ports) -> dict[str, list[str]]:
-    """The command line of every component, keyed by name in start order. Every address is on 127.0.0.1."""
-    serving = [f"--tls-cert-file={certs.serving_cert}", f"--tls-private-key-file={certs.serving_key}"]
-    etcd_client = f"http://127.0.0.1:{ports.etcd_client}"
-    etcd_peer = f"http://127.0.0.1:{ports.etcd_peer}"
-    kubeconfig_flag = f"--kubeconfig={layout.kubeconfig}"
-    return {
-        "etcd": [
-            str(binaries.path("etcd")),
-            "--name=node0",
-            f"--data-dir={layout.etcd_dir}",
-            f"--listen-client-urls={etcd_client}",
-            f"--advertise-client-urls={etcd_client}",
-            # Always set the peer URLs: the default :2380 would collide between clusters side by side.
-            f"--listen-peer-urls={etcd_peer}",
-            f"--initial-advertise-peer-urls={etcd_peer}",
-            f"--initial-cluster=node0={etcd_peer}",
-            "--unsafe-no-fsync=true",
-            "--auto-compaction-retention=1",
-            "--log-level=warn",
-        ],
-        "kube-apiserver": [
-            str(binaries.path("kube-apiserver")),
-            f"--etcd-servers={etcd_client}",
-            "--bind-address=127.0.0.1",
-            # Without an advertise address the apiserver picks the default-route interface.
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ports.apiserver}",
-            f"--cert-dir={layout.pki_dir}",
-            *serving,
-            f"--client-ca-file={certs.ca_cert}",
-            "--authorization-mode=RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={certs.service_account_public_key}",
-            f"--service-account-signing-key-file={certs.service_account_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            # The `kubernetes` Endpoints would hold 127.0.0.1, which Endpoints validation refuses; nothing needs it.
-            "--endpoint-reconciler-type=none",
-            "--enable-priority-and-fairness=false",
-            "--profiling=false",
-        ],
-        "kube-controller-manager": [
-            str(binaries.path("kube-controller-manager")),
-            kubeconfig_flag,
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports.controller_manager}",
-            *serving,
-            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
-            f"--service-account-private-key-file={certs.service_account_key}",
-            f"--root-ca-file={certs.ca_cert}",
-            f"--cluster-signing-cert-file={certs.ca_cert}",
-            f"--cluster-signing-key-file={certs.ca_key}",
-            # Pod IPs come from kwok's --cidr only: no node podCIDRs (kwok would allocate from those instead).
-            "--allocate-node-cidrs=false",
-            "--profiling=false",
-        ],
-        "kube-scheduler": [
-            str(binaries.path("kube-scheduler")),
-            kubeconfig_flag,
-            "--leader-elect=false",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={ports.scheduler}",
-            *serving,
-            "--profiling=false",
-        ],
-        "kwok": [
-            str(binaries.path("kwok")),
-            kubeconfig_flag,
-            f"--config={layout.kwok_config}",
-            "--manage-nodes-with-annotation-selector={}={}".format(*nodes.KWOK_NODE_ANNOTATION),
-            f"--node-lease-duration-seconds={NODE_LEASE_SECONDS}",
-            # kwok's default pod CIDR is outside loopback; pod IPs must be bindable on lo.
-            f"--cidr={nodes.POD_CIDR}",
-            "--node-ip=127.0.0.1",
-            f"--server-address=127.0.0.1:{ports.kwok}",
-            *serving,
-        ],
-    }
-
-
-def _component_env(layout: ClusterLayout, component: str) -> dict[str, str]:
-    # Go's HTTP client and gRPC honour proxy variables; loopback traffic must never be sent to a proxy.
-    env = {key: value for key, value in os.environ.items() if key.lower() not in _PROXY_VARIABLES}
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.0/8"
-    if component == "kwok":
-        env["HOME"] = str(layout.kwok_home)
-    return env
-
-
-def _write_kwok_config(layout: ClusterLayout) -> None:
-    stages = resources.files("tokenscale.devcluster").joinpath("stages")
-    documents = [stages.joinpath(name).read_text() for name in STAGE_FILES]
-    layout.kwok_config.parent.mkdir(parents=True, exist_ok=True)
-    layout.kwok_home.mkdir(parents=True, exist_ok=True)
-    layout.kwok_config.write_text("\n---\n".join(documents))
 
 
 @contextlib.contextmanager
@@ -359,7 +98,7 @@ class DevCluster:
             binary=binaries.path("kubectl"),
             kubeconfig=state.kubeconfig,
             cache_dir=self.layout.kubectl_cache,
-            env=_component_env(self.layout, "kubectl"),
+            env=components.component_env(self.layout, "kubectl"),
         )
 
     @property
@@ -405,7 +144,7 @@ class _Startup:
         self.die_with_parent = die_with_parent
         self.started = time.monotonic()
         self.deadline = self.started + timeout_seconds
-        self.started_processes: list[ComponentProcess] = []
+        self.started_processes: list[processes.ComponentProcess] = []
         self.popens: dict[int, Any] = {}
         self.timings: dict[str, float] = {}
 
@@ -417,7 +156,7 @@ class _Startup:
             name,
             argv,
             log=self.layout.log(name),
-            env=_component_env(self.layout, name),
+            env=components.component_env(self.layout, name),
             die_with_parent=self.die_with_parent,
         )
         self.started_processes.append(process)
@@ -513,7 +252,7 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
     layout = startup.layout
     started_at_unix = time.time()
     certs = pki.create_pki(layout.pki_dir)
-    ports = _free_ports()
+    ports = components.free_ports()
     server_url = f"https://127.0.0.1:{ports.apiserver}"
     kubeconfig.write_kubeconfig(
         layout.kubeconfig,
@@ -525,8 +264,8 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
             client_key=certs.admin_key,
         ),
     )
-    _write_kwok_config(layout)
-    argvs = component_argvs(binaries=startup.binaries, layout=layout, certs=certs, ports=ports)
+    components.write_kwok_config(layout)
+    argvs = components.component_argvs(binaries=startup.binaries, layout=layout, certs=certs, ports=ports)
     startup.mark("pki")
 
     api = _admin_client(f"https://127.0.0.1:{ports.apiserver}", certs)
@@ -540,7 +279,7 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
         binary=startup.binaries.path("kubectl"),
         kubeconfig=layout.kubeconfig,
         cache_dir=layout.kubectl_cache,
-        env=_component_env(layout, "kubectl"),
+        env=components.component_env(layout, "kubectl"),
     )
     cluster_kubectl.create_objects([nodes.node_manifest(node) for node in fake_nodes])
     startup.mark("nodes created")

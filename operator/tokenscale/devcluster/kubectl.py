@@ -56,10 +56,16 @@ class Kubectl:
         """``kubectl get <args> -o json``, decoded."""
         return json.loads(self.run("get", *args, "-o", "json").stdout)
 
-    def create_objects(self, objects: list[dict[str, Any]]) -> None:
-        """Create ``objects`` in one call (a v1 List)."""
-        self.run("create", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    def create_objects(self, objects: list[dict[str, Any]], *, namespace: str | None = None) -> None:
+        """Create ``objects`` in one call (a v1 List); namespaced ones without a namespace go to ``namespace``
+        (else to the kubeconfig context's)."""
+        self._send("create", objects, namespace=namespace)
 
-    def apply_objects(self, objects: list[dict[str, Any]]) -> None:
-        """Apply ``objects`` (client-side apply) in one call."""
-        self.run("apply", "-f", "-", input_text=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
+    def apply_objects(self, objects: list[dict[str, Any]], *, namespace: str | None = None) -> None:
+        """Apply ``objects`` (client-side apply) in one call, as `create_objects` places them."""
+        self._send("apply", objects, namespace=namespace)
+
+    def _send(self, verb: str, objects: list[dict[str, Any]], *, namespace: str | None) -> None:
+        where = [f"--namespace={namespace}"] if namespace else []
+        listing = {"apiVersion": "v1", "kind": "List", "items": objects}
+        self.run(verb, *where, "-f", "-", input_text=json.dumps(listing))

@@ -38,6 +38,22 @@ def test_schema_is_structural_every_node_typed_no_refs() -> None:
             assert "additionalProperties" not in node, path
 
 
+def test_exclusive_bounds_use_the_openapi_v3_0_boolean_form() -> None:
+    # The API server refuses JSON Schema's numeric exclusiveMinimum ("expected boolean"); gt=0 must become
+    # minimum 0 with exclusiveMinimum true.
+    bounded = [
+        (path, node) for path, node in _nodes(_schema()) if "exclusiveMinimum" in node or "exclusiveMaximum" in node
+    ]
+    assert bounded, "some fields have exclusive bounds (gt=...)"
+    for path, node in bounded:
+        for flag, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            if flag in node:
+                assert node[flag] is True, path
+                assert bound in node, path
+    tpot = _schema()["properties"]["spec"]["properties"]["slo"]["properties"]["tpotSeconds"]
+    assert (tpot["minimum"], tpot["exclusiveMinimum"]) == (0, True)
+
+
 def test_every_spec_field_has_a_description() -> None:
     spec = _schema()["properties"]["spec"]
     missing = [path for path, node in _nodes(spec, "spec") if path != "spec" and not node.get("description")]

@@ -6,11 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tokenscale.controller import reconcile
+from tokenscale.controller.service import MetricsEndpoint
 from tokenscale.core.types import EngineSample, Histogram
 from tokenscale.kube import errors
 from tokenscale.kube.pods import PodInfo
 from tokenscale.kube.scale import Scale, ScaleRef
+from tokenscale.metrics.source import PodTarget, Unknown, UnknownReason
 
 LENGTH_BOUNDS = (100.0, 500.0, 1000.0, 2000.0, 5000.0, float("inf"))
 
@@ -161,23 +162,17 @@ class FakeScraper:
     calls: int = 0
 
     async def scrape(
-        self,
-        *,
-        targets: Sequence[reconcile.ScrapeTarget],
-        port: int,
-        path: str,
-        engine: str,
-        model_name: str | None,
-    ) -> Mapping[str, EngineSample | reconcile.ScrapeFailure]:
-        del port, path, engine, model_name
+        self, *, targets: Sequence[PodTarget], endpoint: MetricsEndpoint
+    ) -> Mapping[str, EngineSample | Unknown]:
+        del endpoint
         self.calls += 1
-        results: dict[str, EngineSample | reconcile.ScrapeFailure] = {}
+        results: dict[str, EngineSample | Unknown] = {}
         for target in targets:
-            model = self.engines.get(target.pod)
+            model = self.engines.get(target.name)
             if model is None or not model.healthy:
-                results[target.pod] = reconcile.ScrapeFailure("HttpStatus", "503 Service Unavailable")
+                results[target.name] = Unknown(self.now_seconds, UnknownReason.HTTP_STATUS, "answered HTTP 503")
             else:
-                results[target.pod] = model.sample(self.now_seconds)
+                results[target.name] = model.sample(self.now_seconds)
         return results
 
 

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tokenscale.devcluster import cluster, nodes, pki
+from tokenscale.devcluster import components, layout, nodes, pki
 from tokenscale.devcluster.binaries import Binaries
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
-_PORTS = cluster.Ports(etcd_client=1, etcd_peer=2, apiserver=3, controller_manager=4, scheduler=5, kwok=6)
+_PORTS = components.Ports(etcd_client=1, etcd_peer=2, apiserver=3, controller_manager=4, scheduler=5, kwok=6)
 # An IPv4 literal anywhere in a flag value: inside a URL, host:port or a CIDR.
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
 
 def _argvs(tmp_path: Path) -> dict[str, list[str]]:
-    return cluster.component_argvs(
+    return components.component_argvs(
         binaries=Binaries(tmp_path / "bin"),
-        layout=cluster.ClusterLayout(tmp_path / "home"),
+        layout=layout.ClusterLayout(tmp_path / "home"),
         certs=pki.Pki.at(tmp_path / "pki"),
         ports=_PORTS,
     )
@@ -31,10 +31,10 @@ def _flag(argv: list[str], name: str) -> str:
 
 
 def test_components_are_the_five_in_start_order(tmp_path: Path) -> None:
-    assert tuple(_argvs(tmp_path)) == cluster.COMPONENTS
+    assert tuple(_argvs(tmp_path)) == components.COMPONENTS
 
 
-@pytest.mark.parametrize("component", [pytest.param(name, id=name) for name in cluster.COMPONENTS])
+@pytest.mark.parametrize("component", [pytest.param(name, id=name) for name in components.COMPONENTS])
 def test_every_address_in_a_command_line_is_loopback(tmp_path: Path, component: str) -> None:
     argv = _argvs(tmp_path)[component]
     addresses = [ipaddress.ip_address(found) for arg in argv for found in _IPV4.findall(arg)]

@@ -8,19 +8,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tokenscale.devcluster import cluster, nodes
+from tokenscale.devcluster import components, nodes
 
 
 def _stages() -> dict[str, dict[str, Any]]:
     directory = resources.files("tokenscale.devcluster").joinpath("stages")
-    loaded = [yaml.safe_load(directory.joinpath(name).read_text()) for name in cluster.STAGE_FILES]
+    loaded = [yaml.safe_load(directory.joinpath(name).read_text()) for name in components.STAGE_FILES]
     return {stage["metadata"]["name"]: stage for stage in loaded}
 
 
 def test_every_stage_file_is_one_kwok_stage_named_after_its_file() -> None:
     stages = _stages()
 
-    assert [f"{name}.yaml" for name in stages] == list(cluster.STAGE_FILES)
+    assert [f"{name}.yaml" for name in stages] == list(components.STAGE_FILES)
     assert {stage["apiVersion"] for stage in stages.values()} == {"kwok.x-k8s.io/v1alpha1"}
     assert {stage["kind"] for stage in stages.values()} == {"Stage"}
 
