@@ -11,9 +11,9 @@ Conventions of the queries:
   ``$namespace`` and ``$service`` variables) and collapsed with ``max by (namespace, name)``, so the
   scrape's own target labels (``pod``, ``instance``) never split a service into several lines. The scrape
   must keep the metric's ``namespace`` label: the chart's ServiceMonitor sets ``honorLabels: true``;
-- engine series (vLLM's TTFT and ITL histograms, as vLLM names them) are selected by ``namespace`` and
-  ``model_name``: whatever scrapes the engines must attach the pod's namespace as ``namespace``, as a
-  PodMonitor or ServiceMonitor does;
+- engine series (vLLM's TTFT and ITL histograms, named as `tokenscale.metrics.engines.vllm` reads them) are
+  selected by ``namespace`` and ``model_name``: whatever scrapes the engines must attach the pod's namespace
+  as ``namespace``, as a PodMonitor or ServiceMonitor does;
 - SLO attainment is the share of requests at or under the objective: the histogram bucket whose ``le`` is
   the objective over the count. The objective variables therefore offer only vLLM bucket bounds;
 - rates use Grafana's ``$__rate_interval``.
@@ -31,6 +31,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from tokenscale.controller import telemetry
 from tokenscale.core.types import Role
+from tokenscale.metrics.engines import vllm
 
 __all__ = [
     "ITL_HISTOGRAM",
@@ -48,10 +49,16 @@ __all__ = [
 STAGES = ("prefill", "network", "decode")
 """Values of the ``stage`` label of the velocity and arrival gauges (KV transfer is ``network``)."""
 
-TTFT_HISTOGRAM = "vllm:time_to_first_token_seconds"
-"""vLLM V1's time-to-first-token histogram (``vllm/v1/metrics/loggers.py``)."""
-ITL_HISTOGRAM = "vllm:inter_token_latency_seconds"
-"""vLLM V1's inter-token latency histogram; it replaced the deprecated ``time_per_output_token_seconds``."""
+
+def _vllm_histogram(field_name: str) -> str:
+    """vLLM's current exposition name of a histogram, as the metrics layer's preset reads it (first name)."""
+    return next(h.names[0] for h in vllm.PRESET.histograms if h.field == field_name)
+
+
+TTFT_HISTOGRAM = _vllm_histogram("time_to_first_token_seconds")
+"""vLLM V1's time-to-first-token histogram."""
+ITL_HISTOGRAM = _vllm_histogram("inter_token_latency_seconds")
+"""vLLM V1's inter-token latency histogram (it replaced the deprecated ``time_per_output_token_seconds``)."""
 
 # Objectives offered for SLO attainment: bucket bounds of vLLM's histograms, written as vLLM writes ``le``.
 _TTFT_OBJECTIVES_SECONDS = ("0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0")
