@@ -48,7 +48,11 @@ class Prometheus:
             stderr=subprocess.STDOUT,
             env={"PATH": "/usr/bin:/bin"},  # no proxy variables: everything it dials is on 127.0.0.0/8
         )
-        wait_until(self._ready, what="Prometheus ready", timeout_seconds=30)
+        try:
+            wait_until(self._ready, what="Prometheus ready", timeout_seconds=30)
+        except BaseException:
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         if self.process.poll() is not None:
