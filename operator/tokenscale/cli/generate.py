@@ -30,6 +30,8 @@ CHART = chart.CHART_DIR.as_posix()
 ARTEFACTS: dict[str, Callable[[], str]] = {
     CRD_PATH: crdgen.crd_yaml,
     PEERING_CRD_PATH: peering.peering_crds_yaml,
+    "docs/reference/crd.md": crdref.crd_reference_markdown,
+    "docs/dashboards.md": dashboards.dashboards_markdown,
     # Helm installs what is in the chart's crds/ folder: the same CRDs, copied.
     f"{CHART}/{CRD_PATH}": crdgen.crd_yaml,
     f"{CHART}/{PEERING_CRD_PATH}": peering.peering_crds_yaml,
@@ -37,8 +39,6 @@ ARTEFACTS: dict[str, Callable[[], str]] = {
         f"{CHART}/dashboards/{dashboard.file_name}": partial(dashboards.grafana_json, dashboard)
         for dashboard in dashboards.dashboards()
     },
-    "docs/dashboards.md": dashboards.dashboards_markdown,
-    "docs/reference/crd.md": crdref.crd_reference_markdown,
 }
 
 RENDERED: dict[str, Callable[[Path], str]] = {
