@@ -14,10 +14,12 @@ Run: ``.venv/bin/python -m benchmarks operator`` (or ``make bench``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import multiprocessing
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +27,13 @@ from prometheus_client import CollectorRegistry
 from tests.unit.controller.fakes import EventList, FakeCluster
 
 from tokenscale.controller import reconcile, scraping, telemetry
-from tokenscale.controller.service import ServiceMemory, parse_service
+from tokenscale.controller.service import MetricsEndpoint, ServiceMemory, parse_service
+from tokenscale.core.types import EngineSample
 from tokenscale.kube.pods import PodInfo
+from tokenscale.metrics import engines
+from tokenscale.metrics.engines.preset import sample_from_series
+from tokenscale.metrics.exposition import SeriesParser
+from tokenscale.metrics.source import PodTarget, Unknown
 
 PORT = 18000
 WARMUP_TICKS = 6
@@ -122,6 +129,7 @@ def _serve(addresses: list[tuple[str, bool]], ready: Any) -> None:
 
 @dataclass(frozen=True)
 class Result:
+    http: bool
     services: int
     pods_per_service: int
     ticks: int
@@ -129,13 +137,15 @@ class Result:
     p99_ms: float
     cpu_ms_per_tick: float
     cpu_seconds_per_second: float
+    scrape_errors: int
 
     def row(self) -> str:
         pods = self.pods_per_service
+        scrape = "HTTP on loopback" if self.http else "in memory"
         return (
-            f"| {self.services} x {pods} pods | {self.ticks} | {self.p50_ms:.1f} | {self.p99_ms:.1f} | "
+            f"| {self.services} x {pods} pods | {scrape} | {self.ticks} | {self.p50_ms:.1f} | {self.p99_ms:.1f} | "
             f"{self.cpu_ms_per_tick:.1f} | {1000 * self.cpu_ms_per_tick / pods:.0f} | "
-            f"{self.cpu_seconds_per_second:.2f} |"
+            f"{self.cpu_seconds_per_second:.2f} | {self.scrape_errors} |"
         )
 
 
@@ -162,7 +172,38 @@ def _pods(service: int, *, role: str, first: int, count: int) -> list[PodInfo]:
     ]
 
 
-async def _measure(*, services: int, pods_per_service: int, measured_ticks: int) -> Result:
+class InMemoryEngines:
+    """The scraper's answers without HTTP: each role's exposition parsed by the metrics layer once per elapsed
+    second and handed to every pod of the role, stamped now. Isolates the operator's own cost per tick."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._preset = engines.preset_for("vllm")
+        self._parser = SeriesParser()
+        self._samples: dict[tuple[bool, int], EngineSample] = {}
+
+    def _sample(self, *, prefill: bool, elapsed_seconds: int) -> EngineSample:
+        key = (prefill, elapsed_seconds)
+        if key not in self._samples:
+            text = exposition(prefill=prefill, elapsed_seconds=elapsed_seconds).decode()
+            series = self._parser.parse(text, self._preset.series_filter)
+            self._samples[key] = sample_from_series(self._preset, series, timestamp_seconds=0.0, model_name=None)
+        return self._samples[key]
+
+    async def scrape(
+        self, *, targets: Sequence[PodTarget], endpoint: MetricsEndpoint
+    ) -> Mapping[str, EngineSample | Unknown]:
+        del endpoint
+        now, elapsed = time.time(), int(time.monotonic() - self._started)
+        return {
+            t.name: dataclasses.replace(
+                self._sample(prefill="-prefill-" in t.name, elapsed_seconds=elapsed), timestamp_seconds=now
+            )
+            for t in targets
+        }
+
+
+async def _measure(*, services: int, pods_per_service: int, measured_ticks: int, http: bool) -> Result:
     prefill_pods = pods_per_service // 4
     cluster = FakeCluster()
     for s in range(services):
@@ -177,7 +218,11 @@ async def _measure(*, services: int, pods_per_service: int, measured_ticks: int)
         )
     configs = [parse_service(spec=_service_spec(s), generation=1) for s in range(services)]
     memories = [ServiceMemory() for _ in range(services)]
-    scraper = scraping.MetricsScraper(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),), timeout_seconds=0.5)
+    scraper: reconcile.PodScraper = (
+        scraping.MetricsScraper(allowed_cidrs=(ipaddress.ip_network("127.0.0.0/8"),), timeout_seconds=0.5)
+        if http
+        else InMemoryEngines()
+    )
     ports = reconcile.TickPorts(
         cluster=cluster, scraper=scraper, events=EventList(), metrics=telemetry.OperatorMetrics(CollectorRegistry())
     )
@@ -211,10 +256,17 @@ async def _measure(*, services: int, pods_per_service: int, measured_ticks: int)
     cpu_started, wall_started = time.process_time(), time.monotonic()
     await asyncio.gather(*tasks)
     cpu = time.process_time() - cpu_started
+    scrape_errors = sum(
+        sample.value
+        for family in ports.metrics.scrape_errors.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    )
     wall = time.monotonic() - wall_started
     await scraping.close(scraper)
     ordered = sorted(durations)
     return Result(
+        http=http,
         services=services,
         pods_per_service=pods_per_service,
         ticks=len(durations),
@@ -222,11 +274,18 @@ async def _measure(*, services: int, pods_per_service: int, measured_ticks: int)
         p99_ms=1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
         cpu_ms_per_tick=1000 * cpu / len(durations),
         cpu_seconds_per_second=cpu / wall,
+        scrape_errors=int(scrape_errors),
     )
 
 
-def run_scenario(*, services: int, pods_per_service: int, measured_ticks: int) -> Result:
-    """Start the fake engines in their own process, then tick ``services`` services for ``measured_ticks`` s."""
+def run_scenario(*, services: int, pods_per_service: int, measured_ticks: int, http: bool = True) -> Result:
+    """Start the fake engines in their own process, then tick ``services`` services for ``measured_ticks`` s.
+
+    With ``http`` false the pods are not scraped over HTTP but answered in memory (`InMemoryEngines`)."""
+    if not http:
+        return asyncio.run(
+            _measure(services=services, pods_per_service=pods_per_service, measured_ticks=measured_ticks, http=False)
+        )
     prefill_pods = pods_per_service // 4
     addresses = [(_pod_ip(s, p), p < prefill_pods) for s in range(services) for p in range(pods_per_service)]
     context = multiprocessing.get_context("spawn")
@@ -237,7 +296,7 @@ def run_scenario(*, services: int, pods_per_service: int, measured_ticks: int) -
         if not ready.wait(60):
             raise RuntimeError("the fake engines did not start")
         return asyncio.run(
-            _measure(services=services, pods_per_service=pods_per_service, measured_ticks=measured_ticks)
+            _measure(services=services, pods_per_service=pods_per_service, measured_ticks=measured_ticks, http=True)
         )
     finally:
         server.terminate()
@@ -248,9 +307,14 @@ def main() -> None:
     results = [
         run_scenario(services=1, pods_per_service=64, measured_ticks=60),
         run_scenario(services=50, pods_per_service=32, measured_ticks=30),
+        run_scenario(services=1, pods_per_service=64, measured_ticks=60, http=False),
+        run_scenario(services=50, pods_per_service=32, measured_ticks=30, http=False),
     ]
-    print("| scenario | ticks measured | p50 ms | p99 ms | CPU ms/tick | CPU us/pod/tick | CPU s per s |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| services x pods | scrape | ticks measured | p50 ms | p99 ms | CPU ms/tick | CPU us/pod/tick "
+        "| CPU s per s | scrape errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in results:
         print(result.row())
 

@@ -78,7 +78,7 @@ class OperatorProcess:
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
-    def metric(self, name: str, **labels: str) -> float | None:
+    def metric(self, metric_name: str, /, **labels: str) -> float | None:
         """The value of one series of the operator's /metrics, None if absent or unreachable."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
@@ -87,7 +87,7 @@ class OperatorProcess:
             return None
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                if sample.name == metric_name and all(sample.labels.get(k) == v for k, v in labels.items()):
                     return float(sample.value)
         return None
 

@@ -19,6 +19,7 @@ conflict, where an identical one is not repeated within ``event_repeat_seconds``
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from tokenscale.controller.service import ServiceConfig, ServiceMemory
 
 __all__ = ["Action", "Failure", "StatusBuilder", "invalid_spec_status"]
+
+logger = logging.getLogger(__name__)
 
 READY = "Ready"
 METRICS_AVAILABLE = "MetricsAvailable"
@@ -208,6 +211,8 @@ class StatusBuilder:
             }
             self._memory.posted_events[key] = self._now
         self._ports.events.post(type_=type_, reason=reason, message=message)
+        log = logger.warning if type_ == "Warning" else logger.info
+        log("%s/%s %s: %s", self._namespace, self._name, reason, message)
 
     def _post_events(self, *, decode_selector: str) -> None:
         decision = self._decision

@@ -25,8 +25,9 @@ def _configure_logging(settings: OperatorSettings) -> None:
         log_refkey="object" if settings.log_format is LogFormat.JSON else None,
     )
     logging.getLogger().setLevel(settings.log_level.upper())
-    # The Kubernetes client logs every connection at DEBUG; it is never what an operator's reader wants.
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # The HTTP clients log every request (httpx at INFO: one line per pod per tick); never what a reader wants.
+    for noisy in ("urllib3", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_operator(settings: OperatorSettings) -> None:
