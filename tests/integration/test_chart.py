@@ -34,7 +34,7 @@ _EVERY_FEATURE: dict[str, Any] = {
     "prometheusRule": {"enabled": True},
     "dashboards": {"enabled": True, "annotations": {"grafana_folder": "TokenScale"}},
     "rbac": {"extraScaleTargets": [{"apiGroup": "leaderworkerset.x-k8s.io", "resource": "leaderworkersets"}]},
-    "operator": {"allowedScrapeCIDRs": ["10.0.0.0/8"], "extraArgs": ["--log-level=DEBUG"]},
+    "operator": {"allowedScrapeCIDRs": ["198.51.100.0/24"], "extraArgs": ["--log-level=DEBUG"]},
 }
 _VALUE_SETS = [
     pytest.param({}, id="defaults"),
