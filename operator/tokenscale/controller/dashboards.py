@@ -86,7 +86,6 @@ class Panel:
     queries: tuple[Query, ...]
     unit: str = "short"
     """Grafana unit id: ``short``, ``s``, ``percentunit``..."""
-    kind: Literal["timeseries", "stat"] = "timeseries"
     width: int = 12
     height: int = 8
     min_value: float | None = None
@@ -461,17 +460,14 @@ def _panel_json(panel: Panel, *, panel_id: int, x: int, y: int) -> dict[str, Any
         defaults["min"] = panel.min_value
     if panel.max_value is not None:
         defaults["max"] = panel.max_value
-    if panel.kind == "timeseries":
-        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
-        options: dict[str, Any] = {
-            "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        }
-    else:
-        options = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+    defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never"}
+    options = {
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
     return {
         "id": panel_id,
-        "type": panel.kind,
+        "type": "timeseries",
         "title": panel.title,
         "description": panel.description,
         "datasource": _DATASOURCE,
