@@ -31,7 +31,13 @@ P, D = Role.PREFILL, Role.DECODE
         ),
         # Decode caught up (2 Ready): 3:2 = 1.5 is within the bound, so the withdrawn prefill rejoins.
         pytest.param(
-            [_pod("p1", P, 1), _pod("p2", P, 2, withdrawn=True), _pod("p3", P, 3, withdrawn=True), _pod("d1", D, 1), _pod("d2", D, 9)],
+            [
+                _pod("p1", P, 1),
+                _pod("p2", P, 2, withdrawn=True),
+                _pod("p3", P, 3, withdrawn=True),
+                _pod("d1", D, 1),
+                _pod("d2", D, 9),
+            ],
             1.0,
             (),
             ("p2", "p3"),
