@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from tokenscale.api import labels
 from tokenscale.core import profile as core_profile
 from tokenscale.core import settings as core_settings
 
@@ -35,11 +36,14 @@ __all__ = [
     "DisaggregatedInferenceServiceStatus",
     "DistServePolicySpec",
     "Engine",
+    "GroupStatus",
     "HPAPolicySpec",
     "HeteroScalePolicySpec",
     "KPAPolicySpec",
     "MetricsSource",
     "MetricsSpec",
+    "PlacementRecord",
+    "PlacementSpec",
     "PolicyName",
     "PolicySpec",
     "ProfileSpec",
@@ -50,8 +54,11 @@ __all__ = [
     "SLOSpec",
     "ScaleTargetRef",
     "StaticPolicySpec",
+    "SubgroupPriorityName",
     "TTFTTier",
     "TokenScalePolicySpec",
+    "VariantSpec",
+    "VariantStatus",
     "VelocityStatus",
     "parse_spec",
 ]
@@ -66,6 +73,9 @@ SHORT_NAME = "dis"
 MAX_TTFT_TIERS = 8
 MAX_DECISION_HISTORY = 10
 MAX_CONVERTED_PODS = 256
+MAX_VARIANTS = 8
+MAX_GROUPS = 64
+MAX_PLACEMENT_HISTORY = 10
 
 
 def _rules(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -133,17 +143,87 @@ class ScaleTargetRef(_Model):
     )
 
 
+class VariantSpec(_Model):
+    """One pool of a role: a workload on one GPU type with its own profile, price and bounds."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+                "variant minReplicas must be less than or equal to its maxReplicas",
+            )
+        )
+    )
+
+    name: str = Field(
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Name of the variant within its role (a DNS label; labels its deployment groups' pods).",
+    )
+    scale_target_ref: ScaleTargetRef = Field(
+        description="The pool's workload, scaled through /scale; with spec.placement, the template its "
+        "deployment groups are copied from (the operator then keeps the template itself at 0 replicas)."
+    )
+    profile: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Performance profile of one instance of this pool (e.g. llama-3.1-8b-a100); unset: the "
+        "service's spec.profile.name.",
+    )
+    gpu_product: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        description="GPU type of the pool, the nodes' GPU-product label value (e.g. NVIDIA-A100-SXM4-80GB): free "
+        "GPUs of this type bound how far the pool may grow, and deployment groups select it. Unset: any GPU.",
+    )
+    cost_per_gpu_hour: float = Field(
+        default=1.0,
+        ge=0,
+        le=1_000_000,
+        description="Cost weight of one GPU-hour of this pool (any currency, only ratios matter): capacity is "
+        "added where a token/s is cheapest, and removed where it is dearest.",
+    )
+    min_replicas: int = Field(default=0, ge=0, le=10_000, description="Fewest replicas of this pool.")
+    max_replicas: int = Field(default=16, ge=0, le=10_000, description="Most replicas of this pool.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> VariantSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("variant minReplicas must be less than or equal to its maxReplicas")
+        return self
+
+
 class RoleSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             (
                 "self.minReplicas <= self.maxReplicas",
                 "minReplicas must be less than or equal to maxReplicas",
-            )
+            ),
+            (
+                "has(self.scaleTargetRef) != has(self.variants)",
+                "give either scaleTargetRef or variants, not both",
+            ),
+            (
+                "!has(self.variants) || self.variants.all(a, self.variants.exists_one(b, b.name == a.name))",
+                "variant names must be distinct within a role",
+            ),
         )
     )
 
-    scale_target_ref: ScaleTargetRef = Field(description="The workload of this role, scaled through /scale.")
+    scale_target_ref: ScaleTargetRef | None = Field(
+        default=None, description="The workload of this role, scaled through /scale (or give variants)."
+    )
+    variants: list[VariantSpec] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_VARIANTS,
+        description="Several pools of this role on different GPU types, instead of scaleTargetRef: the policy "
+        "sizes the role in tokens/s (minReplicas/maxReplicas then count instances of spec.profile) and the "
+        "capacity goes where it is cheapest, within each pool's bounds and free GPUs.",
+    )
     min_replicas: int = Field(
         default=1,
         ge=1,
@@ -160,6 +240,11 @@ class RoleSpec(_Model):
     def _min_not_above_max(self) -> RoleSpec:
         if self.min_replicas > self.max_replicas:
             raise ValueError("minReplicas must be less than or equal to maxReplicas")
+        if (self.scale_target_ref is None) == (self.variants is None):
+            raise ValueError("give either scaleTargetRef or variants, not both")
+        names = [v.name for v in self.variants or ()]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be distinct within a role")
         return self
 
 
@@ -583,6 +668,63 @@ class ProfileSpec(_Model):
     )
 
 
+class SubgroupPriorityName(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class PlacementSpec(_Model):
+    """Deployment groups pinned to network domains (HeteroScale's topology-aware placement)."""
+
+    domain_label: str = Field(
+        min_length=1,
+        max_length=317,
+        description="Node label whose value names a network domain, e.g. topology.tokenscale.io/s2-switch (an S2 "
+        "switch) or topology.kubernetes.io/zone. Each deployment group's pods select one value, so prefill and "
+        "decode of a group never run in different domains.",
+    )
+    max_subgroup_priority: SubgroupPriorityName = Field(
+        default=SubgroupPriorityName.HIGH,
+        description="The affinity rule: the scarcest RDMA subgroup the service may use, low (one GPU type under "
+        "the S2), medium (mixed under the S2) or high (mixed under one S1). Groups go to the lowest priority "
+        "with room first.",
+    )
+    priority_label: str = Field(
+        default=labels.RDMA_SUBGROUP_PRIORITY_LABEL,
+        min_length=1,
+        max_length=317,
+        description="Node label giving a domain's subgroup priority (low, medium, high); a domain without it is "
+        "low with one GPU type and medium with several.",
+    )
+    gpu_product_label: str = Field(
+        default=labels.GPU_PRODUCT_LABEL,
+        min_length=1,
+        max_length=317,
+        description="Node label naming the GPU type (a variant's gpuProduct is its value).",
+    )
+    gpu_resource: str = Field(
+        default=labels.GPU_RESOURCE,
+        min_length=1,
+        max_length=317,
+        description="Extended resource a pod's GPUs are requested as; free GPUs are its allocatable minus "
+        "what pods request.",
+    )
+    ratio_guard: bool = Field(
+        default=True,
+        description="Withdraw the newest pods of a group's larger role from routing (label "
+        "tokenscale.io/ratio-withdrawn=true) while the group's Ready prefill:decode capacity ratio is off the "
+        "decided one by more than ratioTolerance, until the other role catches up.",
+    )
+    ratio_tolerance: float = Field(
+        default=0.5,
+        ge=0,
+        le=100,
+        description="Relative tolerance of the ratio guard: the Ready ratio may be up to (1 + this) times above "
+        "or below the decided one.",
+    )
+
+
 class DisaggregatedInferenceServiceSpec(_Model):
     engine: Engine = Field(default=Engine.VLLM, description="Serving engine: vllm, sglang or trtllm (Dynamo).")
     model_name: str | None = Field(
@@ -596,6 +738,11 @@ class DisaggregatedInferenceServiceSpec(_Model):
     profile: ProfileSpec = Field(default_factory=ProfileSpec, description="Performance profile.")
     role_label: RoleLabelSpec = Field(default_factory=RoleLabelSpec, description="Pod role label.")
     behavior: BehaviorSpec = Field(default_factory=BehaviorSpec, description="Scale step limits.")
+    placement: PlacementSpec | None = Field(
+        default=None,
+        description="Deployment groups pinned to network domains; unset: each role's workloads are scaled as "
+        "they are, wherever the scheduler puts their pods.",
+    )
     dry_run: bool = Field(
         default=False, description="Compute and report decisions (status, events, metrics) but never act."
     )
@@ -655,6 +802,35 @@ class DecisionRecord(_Model):
     message: str = Field(default="", description="Why, in words.")
 
 
+class VariantStatus(_Model):
+    role: Literal["prefill", "decode"] = Field(description="The role of the variant.")
+    name: str = Field(description="The variant's name.")
+    replicas: int = Field(default=0, description="Replicas the variant has (all its deployment groups).")
+    desired_replicas: int = Field(default=0, description="Replicas the last split asked for.")
+    capacity_tokens_per_second: float = Field(default=0, description="Capacity one instance adds, tokens/s.")
+    cost_per_hour: float = Field(default=0, description="Cost weight per hour of the desired replicas.")
+
+
+class GroupStatus(_Model):
+    domain: str = Field(description="The network domain of the group.")
+    priority: str = Field(default="", description="The domain's subgroup priority.")
+    prefill_replicas: int = Field(default=0, description="Prefill replicas of the group.")
+    decode_replicas: int = Field(default=0, description="Decode replicas of the group.")
+    ready_prefill: int = Field(default=0, description="Ready prefill pods.")
+    ready_decode: int = Field(default=0, description="Ready decode pods.")
+    withdrawn: int = Field(default=0, description="Pods the ratio guard withdrew from routing.")
+
+
+class PlacementRecord(_Model):
+    time: str = Field(description="RFC 3339 time of the placement.")
+    role: Literal["prefill", "decode"] = Field(description="The role placed.")
+    variant: str = Field(description="The variant placed.")
+    domain: str = Field(default="", description="The domain; empty when nothing could be placed.")
+    delta: int = Field(description="Pods added (positive) or removed (negative).")
+    reason: str = Field(description="Machine-readable reason code.")
+    message: str = Field(default="", description="Why, in words.")
+
+
 class DisaggregatedInferenceServiceStatus(_Model):
     observed_generation: int | None = Field(default=None, description="Generation last reconciled.")
     conditions: list[Condition] = Field(default_factory=list, max_length=16, description="Conditions.")
@@ -671,6 +847,17 @@ class DisaggregatedInferenceServiceStatus(_Model):
         default_factory=list,
         max_length=MAX_DECISION_HISTORY,
         description="The last decisions with their reasons, newest last.",
+    )
+    variants: list[VariantStatus] | None = Field(
+        default=None, max_length=2 * MAX_VARIANTS, description="Per variant (pool): replicas and capacity."
+    )
+    groups: list[GroupStatus] | None = Field(
+        default=None, max_length=MAX_GROUPS, description="Deployment groups, one per network domain in use."
+    )
+    last_placements: list[PlacementRecord] | None = Field(
+        default=None,
+        max_length=MAX_PLACEMENT_HISTORY,
+        description="The last placements (where pods were added or removed, and why), newest last.",
     )
 
 

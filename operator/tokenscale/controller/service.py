@@ -1,7 +1,8 @@
 """One DisaggregatedInferenceService as the controller sees it: its parsed spec and its in-memory state.
 
 `parse_service` turns a resource's ``.spec`` into what a tick needs (core settings, scale targets, role label
-values) and refuses what the API server's schema cannot refuse (an unknown profile). `ServiceMemory` is
+values, and for a heterogeneous or placed service its pools) and refuses what the API server's schema cannot
+refuse (an unknown profile, one target for two pools). `ServiceMemory` is
 what the operator keeps between ticks; everything it must not lose across a restart (conversions) lives on
 the pods instead.
 """
@@ -15,11 +16,25 @@ from typing import Any
 
 from tokenscale.api import profiles, v1alpha1
 from tokenscale.core import decide
+from tokenscale.core import profile as core_profile
 from tokenscale.core import settings as core_settings
-from tokenscale.core.types import EngineSample
+from tokenscale.core.types import EngineSample, Role
 from tokenscale.kube.scale import ScaleRef
 
-__all__ = ["InvalidSpecError", "MetricsEndpoint", "RoleLabel", "ServiceConfig", "ServiceMemory", "parse_service"]
+__all__ = [
+    "DEFAULT_POOL",
+    "InvalidSpecError",
+    "MetricsEndpoint",
+    "Pool",
+    "Pools",
+    "RoleLabel",
+    "ServiceConfig",
+    "ServiceMemory",
+    "parse_service",
+]
+
+DEFAULT_POOL = "default"
+"""Name of a role's one pool when it has a scaleTargetRef (no variants) and spec.placement is set."""
 
 
 class InvalidSpecError(ValueError):
@@ -50,8 +65,46 @@ class RoleLabel:
 
 
 @dataclass(frozen=True, slots=True)
+class Pool:
+    """One pool of a role: a variant, or the role's one workload under spec.placement.
+
+    ``ref`` is the workload scaled, or with placement the template of the pool's deployment groups.
+    """
+
+    role: Role
+    name: str
+    ref: ScaleRef
+    profile: core_profile.Profile
+    gpu_product: str | None
+    cost_per_gpu_hour: float
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pools:
+    """Every pool of both roles, and the placement spec when pools are pinned to network domains."""
+
+    prefill: tuple[Pool, ...]
+    decode: tuple[Pool, ...]
+    placement: v1alpha1.PlacementSpec | None
+
+    def of(self, role: Role) -> tuple[Pool, ...]:
+        return self.prefill if role is Role.PREFILL else self.decode
+
+    @property
+    def all(self) -> tuple[Pool, ...]:
+        return self.prefill + self.decode
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceConfig:
-    """A parsed resource at one generation."""
+    """A parsed resource at one generation.
+
+    ``prefill_ref``/``decode_ref`` are each role's scale target, or with variants its first variant's. ``pools``
+    is set when a role has variants or spec.placement is set: the tick then scales the pools (and their groups)
+    instead of one target per role; None keeps the one-target-per-role path unchanged.
+    """
 
     spec: v1alpha1.DisaggregatedInferenceServiceSpec
     settings: core_settings.ScalingSettings
@@ -59,6 +112,13 @@ class ServiceConfig:
     decode_ref: ScaleRef
     role_label: RoleLabel
     generation: int
+    pools: Pools | None = None
+
+    def template_refs(self, role: Role) -> tuple[ScaleRef, ...]:
+        """Every workload of ``role`` the spec names (its scale target, or each variant's)."""
+        if self.pools is None:
+            return (self.prefill_ref if role is Role.PREFILL else self.decode_ref,)
+        return tuple(pool.ref for pool in self.pools.of(role))
 
     @property
     def tick_seconds(self) -> float:
@@ -77,9 +137,40 @@ class ServiceConfig:
         )
 
 
-def _ref(role: v1alpha1.RoleSpec) -> ScaleRef:
-    target = role.scale_target_ref
+def _ref(target: v1alpha1.ScaleTargetRef) -> ScaleRef:
     return ScaleRef(api_version=target.api_version, kind=target.kind, name=target.name)
+
+
+def _pools(*, role: Role, spec: v1alpha1.RoleSpec, profile: core_profile.Profile) -> tuple[Pool, ...]:
+    if spec.variants is None:
+        assert spec.scale_target_ref is not None  # the schema asks for one of the two
+        # One pool whose instances are the reference profile's: the role's bounds are its bounds.
+        return (
+            Pool(
+                role=role,
+                name=DEFAULT_POOL,
+                ref=_ref(spec.scale_target_ref),
+                profile=profile,
+                gpu_product=None,
+                cost_per_gpu_hour=1.0,
+                min_replicas=spec.min_replicas,
+                max_replicas=spec.max_replicas,
+            ),
+        )
+    return tuple(
+        Pool(
+            role=role,
+            name=variant.name,
+            ref=_ref(variant.scale_target_ref),
+            # Loaded as the service's profile is, so their velocities compare.
+            profile=profiles.load_profile(variant.profile) if variant.profile else profile,
+            gpu_product=variant.gpu_product,
+            cost_per_gpu_hour=variant.cost_per_gpu_hour,
+            min_replicas=variant.min_replicas,
+            max_replicas=variant.max_replicas,
+        )
+        for variant in spec.variants
+    )
 
 
 def parse_service(*, spec: Mapping[str, Any], generation: int) -> ServiceConfig:
@@ -88,11 +179,26 @@ def parse_service(*, spec: Mapping[str, Any], generation: int) -> ServiceConfig:
         parsed = v1alpha1.parse_spec(dict(spec))
         profile = profiles.load_profile(parsed.profile.name)
         settings = parsed.to_core(profile=profile)
+        pools: Pools | None = None
+        if parsed.placement is not None or parsed.prefill.variants or parsed.decode.variants:
+            pools = Pools(
+                prefill=_pools(role=Role.PREFILL, spec=parsed.prefill, profile=profile),
+                decode=_pools(role=Role.DECODE, spec=parsed.decode, profile=profile),
+                placement=parsed.placement,
+            )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidSpecError(str(exc)) from exc
-    prefill_ref, decode_ref = _ref(parsed.prefill), _ref(parsed.decode)
-    if prefill_ref == decode_ref:
-        raise InvalidSpecError("prefill and decode must scale different targets")
+    if pools is None:
+        assert parsed.prefill.scale_target_ref is not None
+        assert parsed.decode.scale_target_ref is not None
+        prefill_ref, decode_ref = _ref(parsed.prefill.scale_target_ref), _ref(parsed.decode.scale_target_ref)
+        if prefill_ref == decode_ref:
+            raise InvalidSpecError("prefill and decode must scale different targets")
+    else:
+        refs = [pool.ref for pool in pools.all]
+        if len(set(refs)) != len(refs):
+            raise InvalidSpecError("every pool (variant) of both roles must scale a different target")
+        prefill_ref, decode_ref = pools.prefill[0].ref, pools.decode[0].ref
     key, prefill, decode, converted = parsed.role_label.resolved()
     return ServiceConfig(
         spec=parsed,
@@ -101,6 +207,7 @@ def parse_service(*, spec: Mapping[str, Any], generation: int) -> ServiceConfig:
         decode_ref=decode_ref,
         role_label=RoleLabel(key=key, prefill=prefill, decode=decode, converted=converted),
         generation=generation,
+        pools=pools,
     )
 
 

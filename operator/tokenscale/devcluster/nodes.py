@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tokenscale.api import labels
+from tokenscale.core.placement import SubgroupPriority
+
 __all__ = [
     "COLD_START_DELAY_ANNOTATION",
     "GPU_PRODUCT_LABEL",
@@ -35,12 +38,13 @@ __all__ = [
 
 # The first pod range a cluster claims (podranges.CANDIDATE_POD_CIDRS); a cluster's own is `DevCluster.pod_cidr`.
 POD_CIDR = "127.1.0.0/16"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-ZONE_LABEL = "topology.kubernetes.io/zone"
-S1_SWITCH_LABEL = "topology.tokenscale.io/s1-switch"
-S2_SWITCH_LABEL = "topology.tokenscale.io/s2-switch"
-RDMA_SUBGROUP_PRIORITY_LABEL = "topology.tokenscale.io/rdma-subgroup-priority"
+# The canonical keys live in tokenscale.api.labels (the operator reads them too); re-exported for the tests.
+GPU_RESOURCE = labels.GPU_RESOURCE
+GPU_PRODUCT_LABEL = labels.GPU_PRODUCT_LABEL
+ZONE_LABEL = labels.ZONE_LABEL
+S1_SWITCH_LABEL = labels.S1_SWITCH_LABEL
+S2_SWITCH_LABEL = labels.S2_SWITCH_LABEL
+RDMA_SUBGROUP_PRIORITY_LABEL = labels.RDMA_SUBGROUP_PRIORITY_LABEL
 # kwok manages exactly the nodes with this annotation (--manage-nodes-with-annotation-selector).
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 # Read by the pod-ready stage (stages/pod-ready.yaml): a Go duration a pod waits, Running, before it is Ready.
@@ -48,7 +52,7 @@ COLD_START_DELAY_ANNOTATION = "sim.tokenscale.io/cold-start-delay"
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _MAX_NODES = 250
-_RDMA_PRIORITIES = ("low", "medium", "high")
+_RDMA_PRIORITIES = tuple(priority.name.lower() for priority in SubgroupPriority)
 
 
 @dataclass(frozen=True)
