@@ -22,8 +22,9 @@ from typing import Any, Literal
 import kopf
 
 from tokenscale.api import v1alpha1
-from tokenscale.controller import reconcile, report, telemetry
+from tokenscale.controller import pools, reconcile, report, telemetry
 from tokenscale.controller.service import InvalidSpecError, ServiceConfig, ServiceMemory, parse_service
+from tokenscale.core.types import Role
 from tokenscale.kube import client as kube_client
 from tokenscale.kube import errors as kube_errors
 from tokenscale.kube import pods as kube_pods
@@ -50,6 +51,8 @@ class Runtime:
     event_repeat_seconds: float = 60.0
     clock: Callable[[], float] = time.time
     scraper: reconcile.PodScraper | None = None
+    placement: pools.PlacementCluster | None = None
+    """Nodes, templates and deployment groups (spec.placement, variants' free GPUs); None: not readable."""
     memories: dict[str, ServiceMemory] = field(default_factory=dict)
     """Per resource uid: a deleted and re-created resource of the same name starts afresh."""
 
@@ -120,7 +123,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         except InvalidSpecError as exc:
             await _report_invalid(runtime, body=body, status=status, message=str(exc), generation=generation)
             raise kopf.PermanentError(f"invalid spec: {exc}") from exc
-        for ref in (config.prefill_ref, config.decode_ref):
+        for ref in config.template_refs(Role.PREFILL) + config.template_refs(Role.DECODE):
             try:
                 scale = await runtime.cluster.read_scale(namespace=namespace, ref=ref)
             except (kube_errors.ApiError, kube_errors.NotScalableError) as exc:
@@ -179,6 +182,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 metrics=runtime.metrics,
                 event_repeat_seconds=runtime.event_repeat_seconds,
                 may_write=lambda: not stopped,
+                placement=runtime.placement,
             )
             try:
                 await reconcile.run_tick(
@@ -189,6 +193,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                     ports=ports,
                     now_seconds=runtime.clock(),
                     previous_status=_status_dict(status),
+                    uid=uid,
                 )
             except Exception:
                 # A bug must not stop the service's ticks (kopf would back the daemon off for a minute): log it
@@ -239,13 +244,16 @@ async def restore_converted(cluster: reconcile.Cluster, *, namespace: str, confi
     never gone while one of its pods still takes prefill work.
     """
     label = config.role_label
-    try:
-        scale = await cluster.read_scale(namespace=namespace, ref=config.decode_ref)
-        decode_pods = await cluster.list_pods(namespace=namespace, selector=scale.selector)
-    except kube_errors.NotFoundError:
-        return []  # the decode workload is gone, and its pods with it
-    except (kube_errors.ApiError, kube_errors.NotScalableError) as exc:
-        raise kopf.TemporaryError(f"cannot list the decode pods to restore them: {exc}", delay=2.0) from exc
+    decode_pods: list[kube_pods.PodInfo] = []
+    # Every decode workload: its one target, or each variant's template (whose selector its groups' pods match).
+    for ref in config.template_refs(Role.DECODE):
+        try:
+            scale = await cluster.read_scale(namespace=namespace, ref=ref)
+            decode_pods.extend(await cluster.list_pods(namespace=namespace, selector=scale.selector))
+        except kube_errors.NotFoundError:
+            continue  # the decode workload is gone, and its pods with it
+        except (kube_errors.ApiError, kube_errors.NotScalableError) as exc:
+            raise kopf.TemporaryError(f"cannot list the decode pods to restore them: {exc}", delay=2.0) from exc
     restored = []
     for pod in decode_pods:
         if pod.labels.get(label.key) != label.converted and kube_pods.CONVERTED_AT_ANNOTATION not in pod.annotations:

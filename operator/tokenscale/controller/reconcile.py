@@ -23,13 +23,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from tokenscale.controller import report, telemetry
+from tokenscale.api import v1alpha1
+from tokenscale.controller import pools, report, telemetry
 from tokenscale.controller.service import MetricsEndpoint, ServiceConfig, ServiceMemory
+from tokenscale.controller.victims import CONVERTED_DELETION_COST, VICTIM_DELETION_COST, scale_in_victims
 from tokenscale.core import decide, observe
 from tokenscale.core.types import Decision, EngineSample, Observation, PodView, Role, ServingRole
+from tokenscale.kube import deployments, selectors
 from tokenscale.kube import errors as kube_errors
 from tokenscale.kube import pods as kube_pods
-from tokenscale.kube import selectors
 from tokenscale.kube.scale import Scale, ScaleRef
 from tokenscale.metrics import source as metrics_source
 
@@ -45,11 +47,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-VICTIM_DELETION_COST = -1000
-"""pod-deletion-cost of a pod chosen for scale-in: the ReplicaSet removes it before the others (cost 0)."""
-CONVERTED_DELETION_COST = 1000
-"""pod-deletion-cost of a converted decoder: removed last, as it is serving prefill work too."""
 
 _HISTORY_SLACK_TICKS = 3
 """Samples are kept for the rate window plus this many ticks, so the window is always covered."""
@@ -106,33 +103,13 @@ class TickPorts:
     may_write: Callable[[], bool] = lambda: True
     """False once this operator must stop writing (its daemon is stopping: the resource is being deleted, the
     operator exits, or a peer of higher priority took over). Checked before actuating and before the status."""
+    placement: pools.PlacementCluster | None = None
+    """Nodes, templates and deployment groups, for a service with variants or spec.placement; None: such a
+    service's pools are scaled without reading free GPUs, and placement cannot act."""
 
 
 def _timestamp(sample: EngineSample) -> float:
     return sample.timestamp_seconds
-
-
-def scale_in_victims(
-    *,
-    pods: Sequence[PodView],
-    count: int,
-    keep: frozenset[str] = frozenset(),
-    withdrawn: frozenset[str] = frozenset(),
-) -> list[str]:
-    """The ``count`` pods a scale-in should remove: never converted ones (nor ``keep``); withdrawn ones (soft
-    scale-in) first, then not-Ready before Ready, then the least loaded (running + waiting requests, then KV
-    usage), then by name for a stable order."""
-    candidates = [p for p in pods if p.serving_role is not ServingRole.CONVERTED and p.name not in keep]
-    candidates.sort(
-        key=lambda p: (
-            p.name not in withdrawn,
-            p.ready,
-            p.requests_running + p.requests_waiting,
-            p.kv_cache_usage_ratio,
-            p.name,
-        )
-    )
-    return [p.name for p in candidates[: max(count, 0)]]
 
 
 def _serving_role(*, config: ServiceConfig, role: Role, labels: Mapping[str, str]) -> ServingRole:
@@ -177,6 +154,8 @@ class _Tick:
     actions: list[report.Action] = field(default_factory=list)
     failures: list[report.Failure] = field(default_factory=list)
     conversion_refused: bool = False
+    pooled: pools.PooledTick | None = None
+    """The service's pools (variants, deployment groups); None for one target per role."""
 
     @property
     def refs(self) -> dict[Role, ScaleRef]:
@@ -184,6 +163,9 @@ class _Tick:
 
     async def read_targets(self) -> None:
         cluster = self.ports.cluster
+        if self.pooled is not None:
+            self.scales = await self.pooled.read()
+            return
         prefill, decode = await asyncio.gather(
             cluster.read_scale(namespace=self.namespace, ref=self.config.prefill_ref),
             cluster.read_scale(namespace=self.namespace, ref=self.config.decode_ref),
@@ -192,14 +174,20 @@ class _Tick:
 
     async def observe(self) -> Observation:
         cluster, metrics = self.ports.cluster, self.ports.metrics
-        refs = (self.config.prefill_ref, self.config.decode_ref)
-        owners_by_ref, prefill_pods, decode_pods = await asyncio.gather(
-            cluster.find_scale_owners(namespace=self.namespace, refs=refs),
-            cluster.list_pods(namespace=self.namespace, selector=self.scales[Role.PREFILL].selector),
-            cluster.list_pods(namespace=self.namespace, selector=self.scales[Role.DECODE].selector),
-        )
+        if self.pooled is not None:
+            refs = self.config.template_refs(Role.PREFILL) + self.config.template_refs(Role.DECODE)
+            owners_by_ref, self.pods = await asyncio.gather(
+                cluster.find_scale_owners(namespace=self.namespace, refs=refs), self.pooled.list_pods()
+            )
+        else:
+            refs = (self.config.prefill_ref, self.config.decode_ref)
+            owners_by_ref, prefill_pods, decode_pods = await asyncio.gather(
+                cluster.find_scale_owners(namespace=self.namespace, refs=refs),
+                cluster.list_pods(namespace=self.namespace, selector=self.scales[Role.PREFILL].selector),
+                cluster.list_pods(namespace=self.namespace, selector=self.scales[Role.DECODE].selector),
+            )
+            self.pods = {Role.PREFILL: list(prefill_pods), Role.DECODE: list(decode_pods)}
         self.owners = [f"{owner} targets {ref}" for ref, found in owners_by_ref.items() for owner in found]
-        self.pods = {Role.PREFILL: list(prefill_pods), Role.DECODE: list(decode_pods)}
 
         results = await self.ports.scraper.scrape(
             targets=[
@@ -297,6 +285,12 @@ class _Tick:
 
         await self._withdraw_and_rejoin(decision)
 
+        if self.pooled is not None:
+            views_by_role = {Role.PREFILL: observation.prefill.pods, Role.DECODE: observation.decode.pods}
+            await self.pooled.actuate(decision=decision, views=views_by_role, keep=frozenset(decision.convert_pods))
+            self.actions.extend(self.pooled.actions)
+            return
+
         wanted = {Role.PREFILL: decision.prefill_replicas, Role.DECODE: decision.decode_replicas}
         views = {Role.PREFILL: observation.prefill.pods, Role.DECODE: observation.decode.pods}
         changing = [role for role in (Role.PREFILL, Role.DECODE) if wanted[role] != self.scales[role].spec_replicas]
@@ -374,14 +368,29 @@ async def run_tick(
     ports: TickPorts,
     now_seconds: float,
     previous_status: Mapping[str, Any],
+    uid: str | None = None,
 ) -> None:
     """Run one tick of the service ``namespace/name`` and write its status.
 
+    ``uid`` is the resource's, for the owner reference of the deployment groups it creates (spec.placement).
     Never raises for what the cluster or the pods do (a missing target, an API error, a failed scrape):
     those become conditions and Events, and the next tick tries again.
     """
     started = time.perf_counter()
     tick = _Tick(namespace=namespace, name=name, config=config, memory=memory, ports=ports, now_seconds=now_seconds)
+    if config.pools is not None:
+        tick.pooled = pools.PooledTick(
+            namespace=namespace,
+            name=name,
+            config=config,
+            cluster=ports.cluster,
+            placement_cluster=ports.placement,
+            owner=None
+            if uid is None
+            else deployments.OwnerRef(api_version=v1alpha1.API_VERSION, kind=v1alpha1.KIND, name=name, uid=uid),
+            now_seconds=now_seconds,
+            write=tick._write,
+        )
     builder = report.StatusBuilder(
         namespace=namespace,
         name=name,
@@ -400,7 +409,11 @@ async def run_tick(
     except kube_errors.ApiError as exc:
         builder.target_problem(reason="ApiError", message=str(exc))
     else:
-        missing = [str(tick.refs[role]) for role, scale in tick.scales.items() if not scale.selector]
+        missing = (
+            tick.pooled.missing_selectors()
+            if tick.pooled is not None
+            else [str(tick.refs[role]) for role, scale in tick.scales.items() if not scale.selector]
+        )
         if missing:
             builder.target_problem(
                 reason="NoSelector",
@@ -444,3 +457,6 @@ async def _decide_and_act(tick: _Tick, builder: report.StatusBuilder) -> None:
         conversion_refused=tick.conversion_refused,
         decode_selector=tick.scales[Role.DECODE].selector,
     )
+    if tick.pooled is not None:
+        views = {Role.PREFILL: observation.prefill.pods, Role.DECODE: observation.decode.pods}
+        builder.pools(tick.pooled.build_report(views=views))

@@ -31,6 +31,7 @@ from tokenscale.core.types import Decision, Observation, Role, ServingRole
 from tokenscale.kube.scale import Scale
 
 if TYPE_CHECKING:
+    from tokenscale.controller.pools import PoolReport
     from tokenscale.controller.reconcile import TickPorts
     from tokenscale.controller.service import ServiceConfig, ServiceMemory
 
@@ -56,6 +57,8 @@ class Action:
     pod: str | None = None
     from_replicas: int | None = None
     to_replicas: int | None = None
+    target: str | None = None
+    """What was scaled when a role has several workloads (a pool, a deployment group); None: the role's one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,7 @@ class StatusBuilder:
         self._actions: Sequence[Action] = ()
         self._failures: Sequence[Failure] = ()
         self._conversion_refused = False
+        self._pools: PoolReport | None = None
         if not memory.decisions:
             # After a restart the history continues from the status the previous process wrote.
             for record in previous_status.get("lastDecisions") or ():
@@ -194,6 +198,19 @@ class StatusBuilder:
         self._post_events(decode_selector=decode_selector)
         self._update_metrics()
 
+    def pools(self, pool_report: PoolReport) -> None:
+        """A service with pools: record its placements, post their Events, and put pools and groups in status."""
+        self._pools = pool_report
+        if not self._memory.placements:
+            for record in self._previous.get("lastPlacements") or ():
+                try:
+                    self._memory.placements.append(v1alpha1.PlacementRecord.model_validate(record))
+                except ValueError:
+                    continue
+        self._memory.placements.extend(pool_report.placements)
+        for event in pool_report.events:
+            self._post(event.type_, event.reason, event.message, dedup=event.dedup)
+
     # -- events ---------------------------------------------------------------------------------------------
 
     def _post(
@@ -220,7 +237,8 @@ class StatusBuilder:
         why = _reason_text(decision)
         for action in self._actions:
             if action.kind == "scale":
-                text = f"{action.role.value} {action.from_replicas} -> {action.to_replicas} replicas ({why})"
+                what = action.target or action.role.value
+                text = f"{what} {action.from_replicas} -> {action.to_replicas} replicas ({why})"
                 self._post("Normal", "Scale", text)
             else:
                 verb = {
@@ -490,4 +508,14 @@ class StatusBuilder:
             velocities=velocities,
             last_decisions=list(self._memory.decisions),
         )
+        if self._pools is not None:
+            status_.variants = self._pools.variants
+            status_.groups = self._pools.groups if self._config.spec.placement is not None else None
+            status_.last_placements = list(self._memory.placements) if self._config.spec.placement else None
+        elif self._config.pools is not None:
+            # The pools could not be read this tick: keep what the last tick reported.
+            kept = v1alpha1.DisaggregatedInferenceServiceStatus.model_validate(
+                {k: v for k, v in self._previous.items() if k in ("variants", "groups", "lastPlacements")}
+            )
+            status_.variants, status_.groups, status_.last_placements = kept.variants, kept.groups, kept.last_placements
         return status_.model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -51,10 +51,12 @@ def run_operator(settings: OperatorSettings) -> None:
                 f"peering {settings.peering_name!r} needs the kopf peering CRDs: install crds/kopf.dev_peerings.yaml "
                 f"or run standalone ({exc})"
             ) from exc
+    cluster = kube_cluster.KubeCluster(
+        api, field_manager=settings.field_manager, owners_ttl_seconds=settings.owners_refresh_seconds
+    )
     runtime = handlers.Runtime(
-        cluster=kube_cluster.KubeCluster(
-            api, field_manager=settings.field_manager, owners_ttl_seconds=settings.owners_refresh_seconds
-        ),
+        cluster=cluster,
+        placement=cluster,
         credentials=kube_client.connection_credentials(api),
         metrics=metrics,
         make_scraper=lambda: scraping.MetricsScraper(

@@ -225,6 +225,10 @@ class ServiceMemory:
     )
     posted_events: dict[tuple[str, str], float] = field(default_factory=dict)
     """(reason, message) -> when last posted, to keep a repeated Event from being posted every tick."""
+    placements: collections.deque[v1alpha1.PlacementRecord] = field(
+        default_factory=lambda: collections.deque(maxlen=v1alpha1.MAX_PLACEMENT_HISTORY)
+    )
+    """The last placements of a service with deployment groups, newest last."""
 
     def state_for(self, config: ServiceConfig) -> decide.ControllerState:
         """The policy state, started afresh when the spec's generation changed."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tokenscale.core.types import Reason, Role
 
@@ -53,6 +53,7 @@ __all__ = [
     "PlacementPlan",
     "PoolKey",
     "PoolRequest",
+    "Shortfall",
     "SubgroupPriority",
     "plan_placement",
     "topology_view",
@@ -227,15 +228,34 @@ class Placement:
 
 
 @dataclass(frozen=True, slots=True)
+class Shortfall:
+    """Pods of a pool's change that the plan could not make, and why (`NO_DOMAIN_FITS`, `SCALE_IN_KEEPS_PAIR`)."""
+
+    pool: PoolKey
+    pods: int
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
 class PlacementPlan:
     """What to do per (pool, domain), what could not be placed or removed, and why."""
 
     placements: tuple[Placement, ...] = ()
-    unplaced: Mapping[PoolKey, int] = field(default_factory=dict)
-    """Pods of a scale-out no eligible domain had room for."""
-    kept: Mapping[PoolKey, int] = field(default_factory=dict)
-    """Pods of a scale-in that could not go without leaving a group with one role."""
-    reasons: tuple[Reason, ...] = ()
+    shortfalls: tuple[Shortfall, ...] = ()
+
+    @property
+    def unplaced(self) -> dict[PoolKey, int]:
+        """Pods of a scale-out no eligible domain had room for."""
+        return {s.pool: s.pods for s in self.shortfalls if s.reason.code == NO_DOMAIN_FITS}
+
+    @property
+    def kept(self) -> dict[PoolKey, int]:
+        """Pods of a scale-in that could not go without leaving a group with one role."""
+        return {s.pool: s.pods for s in self.shortfalls if s.reason.code == SCALE_IN_KEEPS_PAIR}
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        return tuple(s.reason for s in self.shortfalls)
 
     def replicas(self, groups: Mapping[str, Mapping[PoolKey, int]]) -> dict[str, dict[PoolKey, int]]:
         """``groups`` (replicas per pool per domain) after the plan."""
@@ -304,10 +324,7 @@ def plan_placement(
         pair_products=pair_products,
     )
     return PlacementPlan(
-        placements=plan_in.placements + plan_out.placements,
-        unplaced=plan_out.unplaced,
-        kept=plan_in.kept,
-        reasons=plan_in.reasons + plan_out.reasons,
+        placements=plan_in.placements + plan_out.placements, shortfalls=plan_in.shortfalls + plan_out.shortfalls
     )
 
 
@@ -375,16 +392,20 @@ def _scale_out(
                     + f"): the lowest-priority domain up to {max_priority.name.lower()} with room",
                 )
             )
-    reasons = tuple(
-        Reason(
-            NO_DOMAIN_FITS,
-            f"{pool} {count} pods unplaced: no domain up to {max_priority.name.lower()} priority with both roles' "
-            "GPU types has a free slot",
-            pool.role,
+    shortfalls = tuple(
+        Shortfall(
+            pool=pool,
+            pods=count,
+            reason=Reason(
+                NO_DOMAIN_FITS,
+                f"{pool} {count} pods unplaced: no domain up to {max_priority.name.lower()} priority with both "
+                "roles' GPU types has a free slot",
+                pool.role,
+            ),
         )
         for pool, count in sorted(unplaced.items())
     )
-    return PlacementPlan(placements=tuple(placements), unplaced=unplaced, reasons=reasons)
+    return PlacementPlan(placements=tuple(placements), shortfalls=shortfalls)
 
 
 def _place_pods(
@@ -480,12 +501,16 @@ def _scale_in(
         )
         for (name, pool), count in sorted(removed.items(), key=lambda item: (order.index(item[0][0]), item[0][1]))
     )
-    reasons = tuple(
-        Reason(
-            SCALE_IN_KEEPS_PAIR,
-            f"{pool} {count} pods kept: removing them would leave a group with one role only",
-            pool.role,
+    shortfalls = tuple(
+        Shortfall(
+            pool=pool,
+            pods=count,
+            reason=Reason(
+                SCALE_IN_KEEPS_PAIR,
+                f"{pool} {count} pods kept: removing them would leave a group with one role only",
+                pool.role,
+            ),
         )
         for pool, count in sorted(kept.items())
     )
-    return PlacementPlan(placements=placements, kept=kept, reasons=reasons)
+    return PlacementPlan(placements=placements, shortfalls=shortfalls)

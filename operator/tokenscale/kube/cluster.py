@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes import client
 
-from tokenscale.kube import discovery, owners, pods, scale, status
+from tokenscale.core.placement import NodeResources, PendingPod
+from tokenscale.kube import deployments, discovery, owners, pods, scale, status, topology
 
 __all__ = ["KubeCluster"]
 
 
 class KubeCluster:
-    """One cluster, through one API client. Implements the controller's ``Cluster`` protocol."""
+    """One cluster, through one API client. Implements the controller's ``Cluster`` protocol and its placement
+    protocol (``tokenscale.controller.pools.PlacementCluster``)."""
 
     def __init__(
         self, api_client: client.ApiClient, *, field_manager: str = "tokenscale", owners_ttl_seconds: float = 10.0
@@ -85,3 +87,24 @@ class KubeCluster:
 
     async def patch_status(self, *, namespace: str, name: str, status_: Mapping[str, Any]) -> None:
         await asyncio.to_thread(status.patch_status, self._api_client, namespace=namespace, name=name, status=status_)
+
+    # -- placement: templates, deployment groups and the GPUs free per node ---------------------------------------
+
+    async def read_deployment(self, *, namespace: str, name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(deployments.read_deployment, self._api_client, namespace=namespace, name=name)
+
+    async def list_group_deployments(self, *, namespace: str, service: str) -> list[deployments.GroupDeployment]:
+        return await asyncio.to_thread(
+            deployments.list_group_deployments, self._api_client, namespace=namespace, service=service
+        )
+
+    async def create_deployment(self, *, namespace: str, body: Mapping[str, Any]) -> bool:
+        return await asyncio.to_thread(deployments.create_deployment, self._api_client, namespace=namespace, body=body)
+
+    async def delete_deployment(self, *, namespace: str, name: str) -> bool:
+        return await asyncio.to_thread(deployments.delete_deployment, self._api_client, namespace=namespace, name=name)
+
+    async def read_topology(
+        self, *, labels: topology.TopologyLabels, tolerations: Sequence[Mapping[str, Any]] = ()
+    ) -> tuple[list[NodeResources], list[PendingPod]]:
+        return await asyncio.to_thread(topology.read_topology, self._api_client, labels=labels, tolerations=tolerations)

@@ -31,7 +31,10 @@ def _paths(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, object]]:
         yield path, info.default
         nested = _model_of(info.annotation)
         if nested is not None:
-            is_list = typing.get_origin(info.annotation) is list
+            # list[X] or list[X] | None
+            is_list = typing.get_origin(info.annotation) is list or any(
+                typing.get_origin(argument) is list for argument in typing.get_args(info.annotation)
+            )
             yield from _paths(nested, f"{path}[]" if is_list else path)
 
 
