@@ -51,7 +51,8 @@ VARIANT_SCALE_IN = "VariantScaleIn"
 VARIANT_BOUNDED = "VariantBounded"
 """A variant's count moved into its own [minReplicas, maxReplicas]."""
 CAPACITY_SHORT = "CapacityShort"
-"""The role's demand exceeds what every variant may add (each at its maximum or out of free GPUs)."""
+"""The role's demand exceeds what every variant may add (each at its maximum or without room: free GPUs of its
+type where it may run)."""
 
 _MIDDLE_BUCKET = BUCKET_COUNT // 2
 _EPSILON_TOKENS_PER_SECOND = 1e-6
@@ -216,7 +217,7 @@ def split_capacity(
             Reason(
                 CAPACITY_SHORT,
                 f"{shortfall:.0f} tokens/s of {demand_tokens_per_second:.0f} uncovered: every variant is at its "
-                "maximum or out of free GPUs",
+                "maximum or has no room (free GPUs of its type where it may run)",
             )
         )
     return VariantSplit(
