@@ -42,6 +42,7 @@ from tokenscale.core import placement, ratio_guard, variants
 from tokenscale.core.placement import Domain, NodeResources, PendingPod, PoolKey, PoolRequest, SubgroupPriority
 from tokenscale.core.types import Decision, PodView, Role
 from tokenscale.kube import deployments
+from tokenscale.kube import errors as kube_errors
 from tokenscale.kube import pods as kube_pods
 from tokenscale.kube import topology as kube_topology
 from tokenscale.kube.scale import Scale, ScaleRef
@@ -256,7 +257,10 @@ class PooledTick:
 
     def _require_placement_cluster(self) -> PlacementCluster:
         if self._placement_cluster is None:
-            raise RuntimeError("spec.placement needs a cluster that can read nodes and copy Deployments")
+            # Reported as the targets' problem (Ready False), like a refused read.
+            raise kube_errors.ApiError(
+                "spec.placement needs an operator that reads nodes and copies Deployments", status=0
+            )
         return self._placement_cluster
 
     def missing_selectors(self) -> list[str]:
@@ -285,7 +289,7 @@ class PooledTick:
         """Split, place and write the decided counts; then the ratio guard. ``keep``: pods no scale-in may pick."""
         decided = {Role.PREFILL: decision.prefill_replicas, Role.DECODE: decision.decode_replicas}
         splits = {role: self._split(role=role, decided=decided[role], room=None) for role in _ROLES}
-        domains: tuple[Domain, ...] = ()
+        domains: tuple[Domain, ...] | None = ()
         changing = any(
             split.replicas[s.pool.name] != s.replicas(placed=self.placed)
             for role, split in splits.items()
@@ -308,7 +312,7 @@ class PooledTick:
                     )
                 )
         if self.placed:
-            await self._place(domains=domains, views=views, keep=keep)
+            await self._place(domains=domains or (), views=views, keep=keep)
         else:
             await self._scale_pools(views=views, keep=keep)
         if self.placed:
@@ -346,15 +350,29 @@ class PooledTick:
             gpu_resource=spec.gpu_resource,
         )
 
-    async def _read_domains(self) -> tuple[Domain, ...]:
+    async def _read_domains(self) -> tuple[Domain, ...] | None:
+        """The domains with their free GPUs; None when nodes cannot be read (no cluster for it, or the API
+        refuses: the operator's RBAC lacks list on nodes and pods)."""
         if self._placement_cluster is None:
-            return ()
+            return None
         tolerations = [
             toleration
             for state in self.states.values()
             for toleration in _pod_spec(state.template_body).get("tolerations") or ()
         ]
-        nodes, pending = await self._placement_cluster.read_topology(labels=self._labels(), tolerations=tolerations)
+        try:
+            nodes, pending = await self._placement_cluster.read_topology(labels=self._labels(), tolerations=tolerations)
+        except kube_errors.ApiError as exc:
+            self.report.events.append(
+                PoolEvent(
+                    "Warning",
+                    "TopologyUnreadable",
+                    f"free GPUs unknown, so pools grow without that limit and nothing is placed: {exc}; grant list on "
+                    "nodes and pods (chart value rbac.placement)",
+                    dedup="topology",
+                )
+            )
+            return None
         if not self.placed:
             nodes = [dataclasses.replace(node, domain=_CLUSTER_DOMAIN) for node in nodes]
             pending = []
@@ -365,10 +383,10 @@ class PooledTick:
     def _pair_products(self) -> dict[Role, tuple[str | None, ...]]:
         return {role: tuple(s.pool.gpu_product for s in self._role_states(role)) for role in _ROLES}
 
-    def _room(self, domains: Sequence[Domain]) -> dict[str, int] | None:
+    def _room(self, domains: Sequence[Domain] | None) -> dict[str, int] | None:
         """Instances each pool may add: its free slots in the domains the affinity rule allows (None: nodes not
         readable, no limit)."""
-        if self._placement_cluster is None:
+        if domains is None:
             return None
         max_priority = self._max_priority()
         pair = self._pair_products()
