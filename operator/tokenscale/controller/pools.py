@@ -168,7 +168,9 @@ class PooledTick:
         owner: deployments.OwnerRef | None,
         now_seconds: float,
         write: Write,
+        domain_priorities: dict[str, str] | None = None,
     ) -> None:
+        """``domain_priorities``: the service's memory of each domain's priority, updated when nodes are read."""
         assert config.pools is not None
         self._namespace = namespace
         self._name = name
@@ -187,7 +189,7 @@ class PooledTick:
         self.pod_pools: dict[str, PoolKey] = {}
         self.actions: list[report.Action] = []
         self.report = PoolReport()
-        self._priorities: dict[str, SubgroupPriority] = {}
+        self._priorities = domain_priorities if domain_priorities is not None else {}
 
     @property
     def placed(self) -> bool:
@@ -377,7 +379,8 @@ class PooledTick:
             nodes = [dataclasses.replace(node, domain=_CLUSTER_DOMAIN) for node in nodes]
             pending = []
         domains = placement.topology_view(nodes=nodes, pending=pending)
-        self._priorities = {d.name: d.priority for d in domains}
+        self._priorities.clear()
+        self._priorities.update({d.name: d.priority.name.lower() for d in domains})
         return domains
 
     def _pair_products(self) -> dict[Role, tuple[str | None, ...]]:
@@ -696,11 +699,10 @@ class PooledTick:
             in_domain = [
                 p for role in _ROLES for p in self.pods[role] if p.labels.get(api_labels.DOMAIN_LABEL) == domain
             ]
-            priority = self._priorities.get(domain)
             self.report.groups.append(
                 v1alpha1.GroupStatus(
                     domain=domain,
-                    priority=priority.name.lower() if priority is not None else "",
+                    priority=self._priorities.get(domain, ""),
                     prefill_replicas=sum(
                         s.groups[domain].replicas for s in self._role_states(Role.PREFILL) if domain in s.groups
                     ),

@@ -390,6 +390,7 @@ async def run_tick(
             else deployments.OwnerRef(api_version=v1alpha1.API_VERSION, kind=v1alpha1.KIND, name=name, uid=uid),
             now_seconds=now_seconds,
             write=tick._write,
+            domain_priorities=memory.domain_priorities,
         )
     builder = report.StatusBuilder(
         namespace=namespace,

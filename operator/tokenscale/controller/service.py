@@ -229,6 +229,8 @@ class ServiceMemory:
         default_factory=lambda: collections.deque(maxlen=v1alpha1.MAX_PLACEMENT_HISTORY)
     )
     """The last placements of a service with deployment groups, newest last."""
+    domain_priorities: dict[str, str] = field(default_factory=dict)
+    """Subgroup priority of each domain when nodes were last read (they are read only when a count changes)."""
 
     def state_for(self, config: ServiceConfig) -> decide.ControllerState:
         """The policy state, started afresh when the spec's generation changed."""
