@@ -190,13 +190,16 @@ def test_groups_fill_low_domains_first_then_a_scarce_one_and_scale_in_empties_th
                 ("decode", "s2-m"): 1,
             },
         )
-        status = op.status_of(kubectl, namespace, SERVICE)
-        assert {g["domain"]: g["priority"] for g in status["groups"]} == {
-            "s2-a": "low",
-            "s2-b": "low",
-            "s2-m": "medium",
-        }
-        assert all(p["reason"] in {"Placed", "PlacedNewGroup"} for p in status["lastPlacements"])
+        # The status reports groups as read at the start of a tick: the new one shows a tick later.
+        wait_until(
+            lambda: (
+                {g["domain"]: g["priority"] for g in op.status_of(kubectl, namespace, SERVICE)["groups"]}
+                == {"s2-a": "low", "s2-b": "low", "s2-m": "medium"}
+            ),
+            what="three groups in status",
+        )
+        placements = op.status_of(kubectl, namespace, SERVICE)["lastPlacements"]
+        assert all(p["reason"] in {"Placed", "PlacedNewGroup"} for p in placements)
 
         # Back to three: the scarce domain's group goes first, and is deleted.
         _set_bounds(kubectl, namespace, prefill=(1, 3), decode=(1, 3))
@@ -221,7 +224,7 @@ def test_heterogeneous_pair_waits_for_the_affinity_rule_then_lands_in_the_mixed_
     topology.add("s2-m", "medium", (H100, 2), (A100, 4))
     topology.wait_ready()
     op.apply(kubectl, namespace, topology.template("p", "prefill"), topology.template("d", "decode"))
-    spec = {
+    spec: dict[str, Any] = {
         "prefill": {
             "variants": [{"name": "h100", "scaleTargetRef": {"name": "p"}, "gpuProduct": H100, "costPerGpuHour": 3.0}]
         },
@@ -251,8 +254,13 @@ def test_heterogeneous_pair_waits_for_the_affinity_rule_then_lands_in_the_mixed_
         # One prefill instance of the H100 profile and decode capacity of one H100 decoder, which takes two A100s
         # (their velocity is below the H100's): all in the mixed domain.
         _wait_placed(kubectl, topology, {("prefill", "s2-m"): 1, ("decode", "s2-m"): 2})
-        variants = {v["name"]: v for v in op.status_of(kubectl, namespace, SERVICE)["variants"]}
-        assert variants["a100"]["replicas"] == 2
+        wait_until(
+            lambda: (
+                {v["name"]: v["replicas"] for v in op.status_of(kubectl, namespace, SERVICE)["variants"]}
+                == {"h100": 1, "a100": 2}
+            ),
+            what="both variants in status",
+        )
         for pod in _running_pods(kubectl, namespace):
             node = kubectl.get_json("node", pod["spec"]["nodeName"])
             wanted = H100 if pod["metadata"]["labels"][labels.VARIANT_LABEL] == "h100" else A100
