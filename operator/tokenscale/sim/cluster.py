@@ -71,6 +71,9 @@ class ClusterConfig:
     rest while the decoder is converted (algorithms.md §1.5, f_res)."""
     tpot_slo_seconds: float = 0.1
     """The TPOT objective that restricted chunked prefill protects."""
+    kv_bandwidth_ratio: float = 1.0
+    """Share of the link bandwidth a KV transfer gets: 1 inside a network domain; below 1 when prefill and decode
+    sit in different domains (HeteroScale reports ≈20% KV bandwidth lost to flat placement: 0.8)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,9 +101,22 @@ class RequestOutcomes:
 class Cluster:
     """The PD cluster. Create it, `submit` requests, `start_instances`, then `advance_to` times in order."""
 
-    def __init__(self, *, perf: PerfModel, config: ClusterConfig | None = None, now_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        perf: PerfModel,
+        config: ClusterConfig | None = None,
+        now_seconds: float = 0.0,
+        prefill_perf: PerfModel | None = None,
+    ) -> None:
+        """``perf`` is the decoders' model (and the prefillers' unless ``prefill_perf`` gives theirs: prefill and
+        decode pools on different GPU types). A KV transfer runs at the slower end's link."""
         self.perf = perf
+        self.prefill_perf = prefill_perf or perf
         self.config = config or ClusterConfig()
+        self._kv_link_bytes_per_second = (
+            min(perf.link_bytes_per_second, self.prefill_perf.link_bytes_per_second) * self.config.kv_bandwidth_ratio
+        )
         self.now_seconds = now_seconds
         self.cold_start_seconds = (
             self.config.cold_start_seconds if self.config.cold_start_seconds is not None else perf.cold_start_seconds
@@ -158,7 +174,7 @@ class Cluster:
             instance: PrefillInstance | DecodeInstance
             if role == Role.PREFILL:
                 instance = PrefillInstance(
-                    name=name, order=self._order, perf=self.perf, created_seconds=self.now_seconds
+                    name=name, order=self._order, perf=self.prefill_perf, created_seconds=self.now_seconds
                 )
                 self.prefillers.append(instance)
             else:
@@ -427,8 +443,16 @@ class Cluster:
             queue.popleft()
             self._set_home(head, None)
             best.admit(head)
-            transfer_seconds = self.perf.kv_transfer_ms(tokens=head.input_tokens) / 1000.0
+            transfer_seconds = self.kv_transfer_seconds(tokens=head.input_tokens)
             self._push(self.now_seconds + transfer_seconds, _TRANSFER_END, head)
+
+    def kv_transfer_seconds(self, *, tokens: float) -> float:
+        """Time to ship the KV cache of ``tokens`` prompt tokens to a decoder: the decoders' fixed cost plus the bytes
+        over the slower end's link, times ``kv_bandwidth_ratio`` of its bandwidth (perfmodel.md §7)."""
+        return (
+            self.perf.kv_transfer_fixed_ms / 1000.0
+            + tokens * self.perf.kv_bytes_per_token / self._kv_link_bytes_per_second
+        )
 
     def _plan(self, decoder: DecodeInstance, now: float) -> None:
         if not decoder.running:
@@ -548,3 +572,12 @@ class Cluster:
         """GPU-seconds provisioned in [0, until_seconds] by every instance ever created."""
         alive: Iterable[PrefillInstance | DecodeInstance] = [*self.prefillers, *self.decoders, *self.removed]
         return sum(i.gpu_seconds(until_seconds=until_seconds) for i in alive)
+
+    def gpu_seconds_by_role(self, *, until_seconds: float) -> dict[Role, float]:
+        """`gpu_seconds` of the prefill and of the decode instances (their GPUs may be priced differently)."""
+        alive: Iterable[PrefillInstance | DecodeInstance] = [*self.prefillers, *self.decoders, *self.removed]
+        found = {Role.PREFILL: 0.0, Role.DECODE: 0.0}
+        for instance in alive:
+            role = Role.PREFILL if isinstance(instance, PrefillInstance) else Role.DECODE
+            found[role] += instance.gpu_seconds(until_seconds=until_seconds)
+        return found

@@ -12,10 +12,11 @@ conversions by pod name.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from tokenscale.core import decide, observe
+from tokenscale.core.profile import PerfModel
 from tokenscale.core.settings import ScalingSettings
 from tokenscale.core.types import Decision, EngineSample, Role
 from tokenscale.sim.cluster import Cluster, ClusterConfig, RequestOutcomes
@@ -57,6 +58,8 @@ class RunOutcome:
     scale_in_events: int
     conversions: int
     timeline: Timeline
+    gpu_seconds_by_role: Mapping[Role, float] = field(default_factory=dict)
+    """``gpu_seconds`` of each role, for pools priced differently."""
 
 
 def cluster_config_for(settings: ScalingSettings, *, cold_start_seconds: float | None = None) -> ClusterConfig:
@@ -94,6 +97,7 @@ def run_policy(
     drain_limit_seconds: float = DEFAULT_DRAIN_LIMIT_SECONDS,
     schedule: Schedule | None = None,
     on_tick: Callable[[float], None] | None = None,
+    prefill_perf: PerfModel | None = None,
 ) -> RunOutcome:
     """Replay ``trace`` through a cluster scaled by ``settings.policy`` and return what happened.
 
@@ -101,10 +105,15 @@ def run_policy(
     [0, horizon] (default: the trace's span); requests still running at the horizon finish afterwards (latency
     counted, cost not), for at most ``drain_limit_seconds``. With ``schedule`` (time -> (prefill, decode)) the
     core policy is not consulted: the counts are set from it each tick (used to replay the oracle).
-    ``on_tick`` is called with each tick's time (progress reporting).
+    ``on_tick`` is called with each tick's time (progress reporting). ``prefill_perf`` runs the prefillers on
+    another model than the decoders' ``settings.profile.perf`` (pools on different GPU types).
     """
     horizon = trace.span_seconds if horizon_seconds is None else horizon_seconds
-    cluster = Cluster(perf=settings.profile.perf, config=cluster_config or cluster_config_for(settings))
+    cluster = Cluster(
+        perf=settings.profile.perf,
+        config=cluster_config or cluster_config_for(settings),
+        prefill_perf=prefill_perf,
+    )
     cluster.submit_all(
         arrival_seconds=trace.arrival_seconds.tolist(),
         input_tokens=trace.input_tokens.tolist(),
@@ -124,6 +133,7 @@ def run_policy(
     arrived_index = 0
     input_tokens = trace.input_tokens
     gpu_seconds_at_horizon: float | None = None
+    by_role_at_horizon: dict[Role, float] = {}
     k = 0
     while True:
         k += 1
@@ -131,6 +141,7 @@ def run_policy(
         cluster.advance_to(now)
         if gpu_seconds_at_horizon is None and now >= horizon:
             gpu_seconds_at_horizon = cluster.gpu_seconds(until_seconds=horizon)
+            by_role_at_horizon = cluster.gpu_seconds_by_role(until_seconds=horizon)
         instances: list[PrefillInstance | DecodeInstance] = [*cluster.prefillers, *cluster.decoders]
         views = []
         for instance in instances:
@@ -193,4 +204,5 @@ def run_policy(
         scale_in_events=scale_in,
         conversions=cluster.conversions,
         timeline=timeline,
+        gpu_seconds_by_role=by_role_at_horizon,
     )
