@@ -90,6 +90,40 @@ _BAD = [
     pytest.param(
         _with(metrics__source="prometheus"), "source prometheus needs prometheusURL", id="prometheus-without-url"
     ),
+    pytest.param(
+        _with(prefill__variants=[{"name": "h100", "scaleTargetRef": {"name": "p-h100"}}]),
+        "give either scaleTargetRef or variants, not both",
+        id="target-and-variants",
+    ),
+    pytest.param(
+        _with(
+            prefill={
+                "variants": [
+                    {"name": "h100", "scaleTargetRef": {"name": "p-h100"}},
+                    {"name": "h100", "scaleTargetRef": {"name": "p-h100-b"}},
+                ]
+            }
+        ),
+        "variant names must be distinct within a role",
+        id="duplicate-variant-names",
+    ),
+    pytest.param(
+        _with(
+            prefill={"variants": [{"name": "a", "scaleTargetRef": {"name": "p"}, "minReplicas": 3, "maxReplicas": 1}]}
+        ),
+        "variant minReplicas must be less than or equal to its maxReplicas",
+        id="variant-min-above-max",
+    ),
+    pytest.param(
+        _with(placement={"maxSubgroupPriority": "low"}),
+        "spec.placement.domainLabel: Required value",
+        id="placement-without-domain-label",
+    ),
+    pytest.param(
+        _with(placement={"domainLabel": "topology.tokenscale.io/s2-switch", "maxSubgroupPriority": "urgent"}),
+        'Unsupported value: "urgent"',
+        id="unknown-subgroup-priority",
+    ),
 ]
 
 
@@ -160,3 +194,23 @@ def test_printer_columns_show_the_policy(kubectl: Kubectl, namespace: str) -> No
     assert header.split() == ["NAME", *(column["name"].upper() for column in columns)]
     assert row.split()[0] == _NAME
     assert row[policy_at:].split()[0] == "hpa"
+
+
+def test_api_server_stores_variants_and_placement_with_the_models_defaults(kubectl: Kubectl, namespace: str) -> None:
+    resource = _with(
+        prefill={
+            "variants": [
+                {"name": "h100", "scaleTargetRef": {"name": "p-h100"}, "gpuProduct": "NVIDIA-H100-80GB-HBM3"},
+                {"name": "a100", "scaleTargetRef": {"name": "p-a100"}, "profile": "llama-3.1-8b-a100-80"},
+            ]
+        },
+        placement={"domainLabel": "topology.tokenscale.io/s2-switch"},
+    )
+    returncode, stderr = _apply(kubectl, namespace, resource)
+    assert returncode == 0, stderr
+
+    stored = kubectl.get_json(v1alpha1.SHORT_NAME, _NAME, f"--namespace={namespace}")
+    expected = v1alpha1.parse_spec(resource["spec"]).model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert stored["spec"]["placement"]["maxSubgroupPriority"] == "high"
+    assert stored["spec"]["prefill"]["variants"][1]["costPerGpuHour"] == 1.0
+    assert stored["spec"] == expected

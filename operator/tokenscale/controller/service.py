@@ -198,6 +198,10 @@ def parse_service(*, spec: Mapping[str, Any], generation: int) -> ServiceConfig:
         refs = [pool.ref for pool in pools.all]
         if len(set(refs)) != len(refs):
             raise InvalidSpecError("every pool (variant) of both roles must scale a different target")
+        if pools.placement is not None and any((r.api_version, r.kind) != ("apps/v1", "Deployment") for r in refs):
+            raise InvalidSpecError(
+                "spec.placement copies its templates: every scaleTargetRef must be an apps/v1 Deployment"
+            )
         prefill_ref, decode_ref = pools.prefill[0].ref, pools.decode[0].ref
     key, prefill, decode, converted = parsed.role_label.resolved()
     return ServiceConfig(

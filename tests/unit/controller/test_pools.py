@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 from tests.unit.controller.fakes import EngineModel, EventList, FakeCluster, FakeScraper
 
 from tokenscale.api import labels
 from tokenscale.controller import reconcile, telemetry
-from tokenscale.controller.service import ServiceMemory, parse_service
+from tokenscale.controller.service import InvalidSpecError, ServiceMemory, parse_service
 from tokenscale.core.placement import NodeResources, PendingPod, SubgroupPriority
 from tokenscale.kube import deployments
 from tokenscale.kube import topology as kube_topology
@@ -161,7 +162,7 @@ class PooledService:
             gpu_product_label=labels.GPU_PRODUCT_LABEL,
             gpu_product=None,
         )
-        name = body["metadata"]["name"]
+        name = str(body["metadata"]["name"])
         self.placement.groups[name] = body
         self.cluster.scales[name] = Scale(
             spec_replicas=replicas, status_replicas=replicas, selector=f"group={name}", resource_version="1"
@@ -389,3 +390,37 @@ async def test_ratio_guard_withdraws_the_newest_pods_of_the_larger_role() -> Non
     withdrawn = [name for name, labels_, _ in service.cluster.pod_writes() if labels_.get(labels.RATIO_WITHDRAWN_LABEL)]
     assert withdrawn == ["p-a-1", "p-a-2"]
     assert "RatioWithdraw" in service.events.reasons()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        pytest.param(
+            _placed_spec(decode={"scaleTargetRef": {"name": "d", "kind": "StatefulSet"}}),
+            "apps/v1 Deployment",
+            id="placement-needs-deployments",
+        ),
+        pytest.param(
+            _variants_spec(decode={"scaleTargetRef": {"name": "p-h100"}}),
+            "different target",
+            id="two-pools-one-target",
+        ),
+        pytest.param(
+            _variants_spec(prefill={"variants": [{"name": "x", "scaleTargetRef": {"name": "p"}, "profile": "gpt-9"}]}),
+            "unknown profile",
+            id="unknown-variant-profile",
+        ),
+    ],
+)
+def test_pools_a_tick_cannot_serve_are_refused(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidSpecError, match=message):
+        parse_service(spec=spec, generation=1)
+
+
+def test_one_target_per_role_without_placement_has_no_pools() -> None:
+    plain = parse_service(spec={k: v for k, v in _placed_spec().items() if k != "placement"}, generation=1)
+    placed = parse_service(spec=_placed_spec(), generation=1)
+
+    assert plain.pools is None
+    assert placed.pools is not None
+    assert [(p.name, p.min_replicas, p.max_replicas) for p in placed.pools.all] == [("default", 1, 8)] * 2
