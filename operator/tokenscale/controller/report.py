@@ -207,7 +207,21 @@ class StatusBuilder:
                     self._memory.placements.append(v1alpha1.PlacementRecord.model_validate(record))
                 except ValueError:
                     continue
-        self._memory.placements.extend(pool_report.placements)
+        for record in pool_report.placements:
+            # A change that could not be made (delta 0) is retried every tick: recorded once, not every tick.
+            repeated = record.delta == 0 and any(
+                (r.role, r.variant, r.domain, r.delta, r.reason)
+                == (
+                    record.role,
+                    record.variant,
+                    record.domain,
+                    record.delta,
+                    record.reason,
+                )
+                for r in self._memory.placements
+            )
+            if not repeated:
+                self._memory.placements.append(record)
         for event in pool_report.events:
             self._post(event.type_, event.reason, event.message, dedup=event.dedup)
 

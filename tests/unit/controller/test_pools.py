@@ -424,3 +424,20 @@ def test_one_target_per_role_without_placement_has_no_pools() -> None:
     assert plain.pools is None
     assert placed.pools is not None
     assert [(p.name, p.min_replicas, p.max_replicas) for p in placed.pools.all] == [("default", 1, 8)] * 2
+
+
+async def test_a_pair_that_fits_nowhere_is_reported_once_and_not_placed_half() -> None:
+    service = PooledService(_placed_spec())
+    service.template("p", "prefill")
+    service.template("d", "decode")
+    # One free GPU: room for either role alone, never for the pair.
+    service.placement.nodes = [_node("x1", "s2-x", H100, free=1)]
+
+    await service.tick(3)
+
+    assert service.placement.created == []
+    records = service.status["lastPlacements"]
+    assert sorted((r["role"], r["reason"], r["delta"]) for r in records) == [
+        ("decode", "NoDomainFits", 0),
+        ("prefill", "NoDomainFits", 0),
+    ]
