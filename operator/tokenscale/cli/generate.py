@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from tokenscale.api import crdgen
+from tokenscale.controller import peering
 
 __all__ = ["ARTEFACTS", "generate"]
 
@@ -22,6 +23,7 @@ CRD_PATH = "crds/tokenscale.io_disaggregatedinferenceservices.yaml"
 
 ARTEFACTS: dict[str, Callable[[], str]] = {
     CRD_PATH: crdgen.crd_yaml,
+    "crds/kopf.dev_peerings.yaml": peering.peering_crds_yaml,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import devcluster, generate, metrics, simulate
+from tokenscale.cli import devcluster, generate, metrics, run, simulate
 
 app = typer.Typer(
     name="tokenscale",
@@ -16,6 +16,7 @@ app = typer.Typer(
 
 
 app.command("generate")(generate.generate)
+app.command("run")(run.run)
 app.add_typer(devcluster.app, name="dev-cluster")
 app.add_typer(metrics.app, name="metrics")
 app.command("simulate")(simulate.simulate)

@@ -1,0 +1,77 @@
+"""Process settings of the operator (not of a resource: those are the custom resource's spec).
+
+`tokenscale run` fills them from its flags, each of which also reads a ``TOKENSCALE_*`` environment variable.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ANY_ADDRESS", "LogFormat", "OperatorSettings"]
+
+ANY_ADDRESS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+    ipaddress.ip_network("0.0.0.0/0"),
+    ipaddress.ip_network("::/0"),
+)
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSettings:
+    namespaces: tuple[str, ...] = ()
+    """Namespaces whose DisaggregatedInferenceServices this operator reconciles; empty: all namespaces."""
+
+    kubeconfig: Path | None = None
+    """Kubeconfig file; None: in-cluster when running in a pod, else ``$KUBECONFIG`` or ``~/.kube/config``."""
+
+    context: str | None = None
+    """Kubeconfig context; None: the file's current context."""
+
+    log_format: LogFormat = LogFormat.TEXT
+    """``text`` for people, ``json`` (one object per line) for log pipelines."""
+
+    log_level: str = "INFO"
+    """Python logging level name; DEBUG adds per-tick detail meant for maintainers."""
+
+    metrics_address: str = "0.0.0.0"
+    """Address of the operator's own /metrics listener."""
+
+    metrics_port: int = 8080
+    """Port of the operator's own /metrics listener; 0 turns the listener off."""
+
+    peering_name: str | None = None
+    """kopf peering object shared by the operator's replicas: only the one of highest priority acts, the others
+    pause. None runs standalone (a single replica must then be guaranteed by the deployment)."""
+
+    priority: int = 0
+    """Peering priority; among replicas of one peering the highest acts. Replicas of equal priority all pause
+    (kopf refuses to guess), so give replicas distinct priorities."""
+
+    allowed_scrape_cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ANY_ADDRESS
+    """Pod IPs the operator may scrape; a pod outside them is *unknown* (never idle). Tests pass 127.0.0.0/8."""
+
+    scrape_timeout_seconds: float = 0.5
+    """Per-pod scrape timeout; kept below the tick so one slow pod cannot stretch a tick."""
+
+    owners_refresh_seconds: float = 10.0
+    """How often each namespace's HPAs and KEDA ScaledObjects are listed to detect a second autoscaler."""
+
+    event_repeat_seconds: float = 60.0
+    """An Event identical to one posted this recently is not posted again (a held decision repeats every
+    tick; the API server should not receive one Event per second for it)."""
+
+    field_manager: str = "tokenscale"
+    """Field manager of the operator's writes, as shown in managedFields."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics port {self.metrics_port} is not in 0..65535")
+        if self.scrape_timeout_seconds <= 0:
+            raise ValueError("scrape timeout must be positive")
