@@ -105,6 +105,7 @@ def report_json(result: DemoResult) -> dict[str, Any]:
             "operator_exit_code": result.operator_exit_code,
             "leftover_pids": result.leftover_pids,
             "twin": summary(result),
+            "simulator": result.simulator,
             "decisions": [dataclasses.asdict(d) for d in result.decisions],
             "pod_events": [_event(e) for e in result.events],
             "timeline": [_timeline_row(f) for f in result.frames],
@@ -143,6 +144,15 @@ def _markdown(result: DemoResult, document: dict[str, Any], plot: str | None) ->
         f"| peak replicas desired | prefill {twin['peak_prefill_desired']}, decode {twin['peak_decode_desired']} |",
         f"| conversions / restores (twin) | {twin['conversions']} / {twin['restores']} |",
         f"| GPU time | {twin['gpu_hours']:.2f} GPU-h |",
+    ]
+    reference = document["simulator"]
+    if reference:
+        lines += [
+            f"| the same load in the simulator (no API, scrape or tick latency) | SLO "
+            f"{_percent(reference['slo_attainment'])}, {reference['gpu_hours']:.2f} GPU-h, "
+            f"{reference['conversions']:g} conversions |",
+        ]
+    lines += [
         "",
     ]
     if plot:

@@ -21,13 +21,16 @@ the end (none, or teardown failed).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,7 +44,8 @@ from tokenscale.devcluster import binaries, cluster, layout, nodes, processes
 from tokenscale.devcluster.kubectl import Kubectl, KubectlError
 from tokenscale.kube import client as kube_client
 from tokenscale.kube import services as kube_services
-from tokenscale.sim import traces
+from tokenscale.sim import loop, traces
+from tokenscale.sim import report as sim_report
 from tokenscale.twin import load as twin_load
 from tokenscale.twin import speedup as twin_speedup
 from tokenscale.twin.runner import Twin
@@ -175,6 +179,8 @@ class DemoResult:
     operator_log: Path | None = None
     leftover_pids: list[int] = field(default_factory=list)
     started_at: str = ""
+    simulator: dict[str, float] | None = None
+    """The same load and spec in the simulator (simulated time: no API, scrape or tick latency), for comparison."""
 
 
 def _free_port() -> int:
@@ -460,7 +466,6 @@ def run_demo(options: DemoOptions, *, on_frame: Callable[[DemoFrame], None] = la
     ``interrupted`` and holds what was recorded. Other failures are in ``error``.
     """
     result = DemoResult(options=options, started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    session = _Session(options, result)
     try:
         load = twin_load.build_load(
             twin_load.LoadSpec(
@@ -471,7 +476,12 @@ def run_demo(options: DemoOptions, *, on_frame: Callable[[DemoFrame], None] = la
                 seed=options.seed,
             )
         )
-        result.load_requests = len(load)
+    except (OSError, ValueError) as error:
+        result.error = f"load: {error}"
+        return result
+    result.load_requests = len(load)
+    session = _Session(options, result)
+    try:
         tick_seconds = 1.0 / options.speedup
         session.start_cluster()
         metrics_port = _free_port()
@@ -492,8 +502,59 @@ def run_demo(options: DemoOptions, *, on_frame: Callable[[DemoFrame], None] = la
     except binaries.BinariesMissingError as error:
         result.error = f"{error} (run `make cluster-bins`)"
     finally:
-        session.close()
+        with _teardown_signals_ignored():
+            session.close()
+    if result.load_requests and not result.error:
+        result.simulator = simulator_reference(options, load)
     return result
+
+
+def simulator_reference(options: DemoOptions, load: traces.Trace) -> dict[str, float]:
+    """``load`` through the simulator's control loop with the demo's spec at real speed and the same initial pods:
+    what the twin's run would give without real time's latencies (API calls, scrapes, ticks, polls)."""
+    profile = profiles.load_profile(options.profile)
+    spec = manifests.service_spec(
+        prefill=PREFILL_NAME,
+        decode=DECODE_NAME,
+        profile=options.profile,
+        policy=options.policy,
+        speedup=1.0,
+        metrics_port=8000,
+        min_decode=min(options.initial_decode, options.max_replicas),
+        max_replicas=options.max_replicas,
+    )
+    settings = v1alpha1.parse_spec(spec).to_core(profile=profile)
+    outcome = loop.run_policy(
+        trace=load,
+        settings=settings,
+        initial_prefill=options.initial_prefill,
+        initial_decode=options.initial_decode,
+        horizon_seconds=options.simulated_seconds,
+    )
+    attained = sim_report.attainment(outcomes=outcome.outcomes, slo=settings.slo)
+    return {
+        "slo_attainment": attained.slo,
+        "ttft_attainment": attained.ttft,
+        "tpot_attainment": attained.tpot,
+        "gpu_hours": outcome.gpu_seconds / 3600,
+        "scale_out_events": outcome.scale_out_events,
+        "scale_in_events": outcome.scale_in_events,
+        "conversions": outcome.conversions,
+    }
+
+
+@contextlib.contextmanager
+def _teardown_signals_ignored() -> Iterator[None]:
+    """A second Ctrl-C (or SIGTERM) must not cut the teardown short and leave processes behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _cold_start_seconds(options: DemoOptions) -> float:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -28,21 +29,12 @@ def _percent(value: float | None) -> str:
 
 def _stages(frame: DemoFrame) -> Table:
     twin = frame.twin
-    table = Table(expand=True, title="tokens per second (simulated) and replicas", title_justify="left")
-    for column in (
-        "stage",
-        "arriving (twin)",
-        "arriving (operator)",
-        "Ready capacity",
-        "desired",
-        "Ready",
-        "starting",
-        "draining",
-    ):
-        table.add_column(column, justify="left" if column == "stage" else "right", no_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for column in ("tokens/s", "arriving", "op. est.", "capacity", "desired", "ready", "start", "drain"):
+        table.add_column(column, justify="left" if column == "tokens/s" else "right", no_wrap=True)
     prefill_over = twin.arriving_prompt_tokens_per_second > frame.prefill_capacity_tokens_per_second > 0
     table.add_row(
-        "prefill",
+        "prefill",  # prompt tokens
         Text(_rate(twin.arriving_prompt_tokens_per_second), style="bold red" if prefill_over else ""),
         _rate(frame.operator_arriving_prompt_tokens_per_second),
         _rate(frame.prefill_capacity_tokens_per_second),
@@ -52,7 +44,7 @@ def _stages(frame: DemoFrame) -> Table:
         str(twin.prefill.draining),
     )
     table.add_row(
-        "decode",
+        "decode",  # KV tokens (input + output) of the requests
         _rate(twin.arriving_decode_tokens_per_second),
         _rate(frame.operator_arriving_decode_tokens_per_second),
         _rate(frame.decode_capacity_tokens_per_second),
@@ -66,34 +58,41 @@ def _stages(frame: DemoFrame) -> Table:
 
 def _summary(frame: DemoFrame) -> Table:
     twin, slo = frame.twin, frame.twin.slo
-    table = Table.grid(padding=(0, 2), expand=True)
-    table.add_column(style="bold")
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
-    converted = ", ".join(frame.converted_pods) or "none"
-    table.add_row("converted decoders", f"{twin.converted} ({converted})")
-    table.add_row("queues (requests)", f"prefill {twin.prefill_queue}, decode {twin.decode_queue}")
+    converted = ", ".join(pod.rsplit("-", 1)[-1] for pod in frame.converted_pods)
     table.add_row(
-        "SLO attainment so far",
-        f"{_percent(slo.attainment)} of {slo.decided} decided (TTFT tier and TPOT); {slo.pending} pending; "
-        f"{twin.requests_arrived} arrived, {twin.requests_finished} finished",
+        "converted",
+        f"{twin.converted} decoder(s){f' ({converted})' if converted else ''}; queued: prefill "
+        f"{twin.prefill_queue}, decode {twin.decode_queue}",
     )
-    table.add_row("GPU time", f"{twin.gpu_seconds / 3600:.2f} GPU-h (simulated)")
-    conditions = ", ".join(f"{kind} {value}" for kind, value in frame.conditions.items())
-    table.add_row("conditions", conditions or "–")
+    table.add_row(
+        "SLO so far",
+        f"{_percent(slo.attainment)} ({slo.attained} of {slo.decided} decided, {slo.pending} pending) · "
+        f"{twin.gpu_seconds / 3600:.2f} GPU-h",
+    )
+    unhealthy = [
+        f"{kind} {value}"
+        for kind, value in frame.conditions.items()
+        if kind != "ScalingLimited" and value.split("/")[0] != ("False" if kind == "ScalingConflict" else "True")
+    ]
+    if unhealthy:
+        table.add_row("conditions", Text(", ".join(unhealthy), style="yellow"))
     return table
 
 
 def _activity(frame: DemoFrame) -> Table:
-    table = Table(expand=True, title="recent decisions (status) and pod events (twin)", title_justify="left")
-    table.add_column("t (s)", justify="right", no_wrap=True)
-    table.add_column("what", no_wrap=True)
-    table.add_column("detail", overflow="ellipsis", no_wrap=True)
+    table = Table(expand=True, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("t (s)", justify="right", no_wrap=True, min_width=5)
+    table.add_column("decision (status) / pod event (twin)", no_wrap=True, min_width=24)
+    table.add_column("reason / pod", overflow="ellipsis", no_wrap=True, ratio=1)
     rows: list[tuple[float, str, str]] = [
         (d.simulated_seconds, f"{d.action} → P {d.prefill_replicas} D {d.decode_replicas}", d.reason)
         for d in frame.recent_decisions
     ]
     rows += [(e.simulated_seconds, f"{e.role.value} pod {e.kind}", e.pod) for e in frame.recent_events]
-    for seconds, what, detail in sorted(rows)[-8:]:
+    for seconds, what, detail in sorted(rows)[-6:]:
         table.add_row(f"{seconds:,.0f}", what, detail)
     return table
 
@@ -102,8 +101,7 @@ def render_frame(frame: DemoFrame, *, options: DemoOptions) -> RenderableType:
     """The whole view for one frame."""
     twin = frame.twin
     title = (
-        f"tokenscale demo · {options.trace} from {options.slice_start_seconds:g} s ×{options.slice_rate_scale:g} · "
-        f"policy {options.policy} · {options.speedup:g}× speed · simulated {twin.simulated_seconds:,.0f} s of "
-        f"{options.simulated_seconds:,.0f} s · wall {frame.wall_seconds:,.0f} / {options.duration_seconds:g} s"
+        f"tokenscale demo · {options.trace} · {options.policy} · {options.speedup:g}× · "
+        f"t = {twin.simulated_seconds:,.0f} / {options.simulated_seconds:,.0f} s simulated"
     )
     return Panel(Group(_stages(frame), _summary(frame), _activity(frame)), title=title, title_align="left")
