@@ -50,11 +50,11 @@ def bursty(*, decoders: int = 1, convert_first: bool = False) -> Cluster:
 
 STATES: list[object] = [
     # (cluster, scrape time, role, index): instances at different points of a 40-request burst.
-    pytest.param(lambda: bursty(), 0.7, Role.PREFILL, 0, id="prefiller-mid-burst"),
-    pytest.param(lambda: bursty(), 1.3, Role.DECODE, 0, id="decoder-mid-burst"),
+    pytest.param(bursty, 0.7, Role.PREFILL, 0, id="prefiller-mid-burst"),
+    pytest.param(bursty, 1.3, Role.DECODE, 0, id="decoder-mid-burst"),
     pytest.param(lambda: bursty(decoders=2, convert_first=True), 0.9, Role.DECODE, 0, id="converted-decoder"),
-    pytest.param(lambda: bursty(), 60.0, Role.DECODE, 0, id="decoder-after-the-burst"),
-    pytest.param(lambda: make_cluster(), 5.0, Role.DECODE, 0, id="idle-decoder"),
+    pytest.param(bursty, 60.0, Role.DECODE, 0, id="decoder-after-the-burst"),
+    pytest.param(make_cluster, 5.0, Role.DECODE, 0, id="idle-decoder"),
 ]
 
 
@@ -74,8 +74,10 @@ def test_a_sample_with_traffic_exercises_every_family() -> None:
     sample = engine_sample(cluster.decoders[0], now_seconds=1.3)
     assert sample.generation_tokens_total
     assert sample.requests_running
-    assert sample.inter_token_latency_seconds is not None and sample.inter_token_latency_seconds.count
-    assert sample.request_generation_tokens is not None and sample.request_generation_tokens.count
+    assert sample.inter_token_latency_seconds is not None
+    assert sample.inter_token_latency_seconds.count
+    assert sample.request_generation_tokens is not None
+    assert sample.request_generation_tokens.count
 
 
 @pytest.mark.parametrize(

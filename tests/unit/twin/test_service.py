@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tokenscale.api import profiles, v1alpha1
-from tokenscale.core.types import EngineSample, Role
+from tokenscale.core.types import EngineSample
 from tokenscale.kube import pods as kube_pods
 from tokenscale.kube.scale import ScaleRef
 from tokenscale.sim.instances import InstanceState
