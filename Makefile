@@ -50,11 +50,11 @@ fmt: install ## Format and fix what ruff can
 	$(RUN)/ruff check --fix operator tests
 
 .PHONY: crds
-crds: install ## Write every generated file (crds/, chart CRDs, dashboards, reference docs) from its source
+crds: install cluster-bins ## Write every generated file (CRDs, chart CRDs, dashboards, docs, deploy/ manifests via helm)
 	$(RUN)/tokenscale generate
 
 .PHONY: verify
-verify: install ## Fail if any generated file differs from what its source generates
+verify: install cluster-bins ## Fail if any generated file differs from what its source generates (needs helm)
 	$(RUN)/tokenscale generate --check
 
 .PHONY: test

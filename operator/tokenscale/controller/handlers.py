@@ -178,6 +178,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                 events=events,
                 metrics=runtime.metrics,
                 event_repeat_seconds=runtime.event_repeat_seconds,
+                may_write=lambda: not stopped,
             )
             try:
                 await reconcile.run_tick(

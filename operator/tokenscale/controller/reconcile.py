@@ -19,7 +19,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -103,6 +103,9 @@ class TickPorts:
     events: EventSink
     metrics: telemetry.OperatorMetrics
     event_repeat_seconds: float = 60.0
+    may_write: Callable[[], bool] = lambda: True
+    """False once this operator must stop writing (its daemon is stopping: the resource is being deleted, the
+    operator exits, or a peer of higher priority took over). Checked before actuating and before the status."""
 
 
 def _timestamp(sample: EngineSample) -> float:
@@ -406,7 +409,7 @@ async def run_tick(
         else:
             await _decide_and_act(tick, builder)
     status_ = builder.build(scales=tick.scales)
-    if status_ != previous_status:  # an unchanged status is not written again (no API call, no watch event)
+    if status_ != previous_status and ports.may_write():  # an unchanged status is not written again
         try:
             await ports.cluster.patch_status(namespace=namespace, name=name, status_=status_)
         except kube_errors.ApiError as exc:
@@ -429,7 +432,7 @@ async def _decide_and_act(tick: _Tick, builder: report.StatusBuilder) -> None:
         blocked = "DryRun"
     elif tick.owners:
         blocked = "ScalingConflict"
-    if blocked is None:
+    if blocked is None and tick.ports.may_write():
         await tick.act(decision=decision, observation=observation)
     builder.decided(
         observation=observation,

@@ -63,6 +63,7 @@ class Service:
     metrics: telemetry.OperatorMetrics = field(default_factory=lambda: telemetry.OperatorMetrics(CollectorRegistry()))
     memory: ServiceMemory = field(default_factory=ServiceMemory)
     now: float = T0
+    may_write: bool = True
 
     def __post_init__(self) -> None:
         prefill_pods = [_pod(f"p-{i}", "prefill") for i in range(self.prefill)]
@@ -93,7 +94,11 @@ class Service:
     async def tick(self, count: int = 1) -> None:
         config = parse_service(spec=self.spec, generation=1)
         ports = reconcile.TickPorts(
-            cluster=self.cluster, scraper=self.scraper, events=self.events, metrics=self.metrics
+            cluster=self.cluster,
+            scraper=self.scraper,
+            events=self.events,
+            metrics=self.metrics,
+            may_write=lambda: self.may_write,
         )
         for _ in range(count):
             self.now += 1.0
@@ -156,6 +161,14 @@ async def test_dry_run_reports_but_never_writes() -> None:
     assert service.condition("ScalingActive") == ("False", "DryRun")
     assert service.status["prefill"]["desiredReplicas"] == 3
     assert "DryRun" in service.events.reasons()
+
+
+async def test_a_stopping_operator_writes_nothing() -> None:
+    # Its daemon is stopping (deleted resource, exit, or a peer of higher priority took over) mid-tick.
+    service = Service(_spec(policy=STATIC), prefill=1, decode=1, may_write=False)
+    await service.tick(3)
+    assert service.cluster.writes == []
+    assert service.cluster.statuses == []
 
 
 async def test_another_autoscaler_blocks_actuation() -> None:
