@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,9 @@ def _plot(result: DemoResult, path: Path) -> None:
     decode_axis.legend(handles=handles, loc="upper right", fontsize=8)
     decode_axis.set_title("decode: load vs replicas")
     slo_axis = axes[2]
-    slo_axis.plot(t, [(r["slo_attainment_so_far"] or 0) * 100 for r in rows], color="tab:blue")
+    # Before any request is decided there is no attainment: a gap, not a 0.
+    so_far = [math.nan if r["slo_attainment_so_far"] is None else 100 * r["slo_attainment_so_far"] for r in rows]
+    slo_axis.plot(t, so_far, color="tab:blue")
     slo_axis.set_ylim(0, 105)
     slo_axis.set_ylabel("SLO so far %")
     slo_axis.set_xlabel("simulated seconds since the load started")
