@@ -116,7 +116,7 @@ def demo(
                         f"t={twin.simulated_seconds:6.0f} s  prompt {twin.arriving_prompt_tokens_per_second:8.0f} "
                         f"tok/s vs {frame.prefill_capacity_tokens_per_second:8.0f}  prefill "
                         f"{frame.prefill_desired}/{twin.prefill.ready}  decode {frame.decode_desired}/"
-                        f"{twin.decode.ready}  converted {twin.converted}  SLO {twin.slo.attainment or 0:.1%}"
+                        f"{twin.decode.ready}  converted {twin.converted}  SLO {_percent(twin.slo.attainment)}"
                     )
 
             result = session.run_demo(options, on_frame=show_line)

@@ -504,7 +504,7 @@ def run_demo(options: DemoOptions, *, on_frame: Callable[[DemoFrame], None] = la
     finally:
         with _teardown_signals_ignored():
             session.close()
-    if result.load_requests and not result.error:
+    if not (result.error or result.interrupted):
         result.simulator = simulator_reference(options, load)
     return result
 
