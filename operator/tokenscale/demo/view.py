@@ -62,9 +62,10 @@ def _summary(frame: DemoFrame) -> Table:
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     converted = ", ".join(pod.rsplit("-", 1)[-1] for pod in frame.converted_pods)
+    withdrawn = f"; {twin.withdrawn} withdrawn" if twin.withdrawn else ""
     table.add_row(
         "converted",
-        f"{twin.converted} decoder(s){f' ({converted})' if converted else ''}; queued: prefill "
+        f"{twin.converted} decoder(s){f' ({converted})' if converted else ''}{withdrawn}; queued: prefill "
         f"{twin.prefill_queue}, decode {twin.decode_queue}",
     )
     table.add_row(

@@ -81,8 +81,6 @@ class ServiceSnapshot:
     simulated_seconds: float
     """Simulated time since the load started; 0 before it starts."""
     load_started: bool
-    load_done: bool
-    """Every request of the load has arrived."""
     prefill: RoleCounts
     decode: RoleCounts
     converted: int
@@ -279,10 +277,6 @@ class ServiceTwin:
             self.cluster.advance_to(now)
             return engine_sample(pod.instance, now_seconds=now)
 
-    def sample(self, name: str) -> EngineSample | None:
-        """What pod ``name`` serves now (None when it is not a pod of this service)."""
-        return self._sample(name)
-
     # -- reading ------------------------------------------------------------------------------------------------
 
     def _simulated(self, now: float) -> float:
@@ -304,7 +298,6 @@ class ServiceTwin:
                 name=self.name,
                 simulated_seconds=self._simulated(now),
                 load_started=self._load_start is not None,
-                load_done=self._load_start is not None and int(last) == len(self._arrivals),
                 prefill=self._counts(Role.PREFILL),
                 decode=self._counts(Role.DECODE),
                 converted=sum(1 for d in cluster.decoders if d.converted),
@@ -328,15 +321,6 @@ class ServiceTwin:
             ready=states.count(InstanceState.READY),
             draining=states.count(InstanceState.DRAINING),
         )
-
-    def pod_addresses(self) -> dict[str, str]:
-        """Pod name → ``ip:port`` of every listener serving now."""
-        with self._lock:
-            return {
-                name: f"{pod.listener.address}:{pod.listener.port}"
-                for name, pod in self._pods.items()
-                if pod.listener is not None
-            }
 
     def close(self) -> None:
         """Close every listener (and wait for them to close); the model stays readable."""
