@@ -159,8 +159,8 @@ class ServiceTwin:
     ) -> None:
         """Bring the model to the pods listed now (see the module doc); ``spec`` is the service's current spec
         (its role label and metrics port are re-read; the profile and SLO stay those it was bound with)."""
-        self.spec = spec
         with self._lock:
+            self.spec = spec
             now = self._clock()
             self.cluster.advance_to(now)
             listed = {p.name: (Role.PREFILL, p) for p in prefill_pods if not p.deleting}
