@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -212,7 +213,7 @@ class _Session:
         self.kubeconfig: Path | None = None
         self.reader: kube_services.ServiceReader | None = None
         self.twin: Twin | None = None
-        self.operator: tuple[processes.ComponentProcess, Any] | None = None
+        self.operator: tuple[processes.ComponentProcess, subprocess.Popen[bytes]] | None = None
 
     # -- setup --------------------------------------------------------------------------------------------------
 
