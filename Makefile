@@ -21,7 +21,7 @@ DURATION ?= 120
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(UV):
 	python3 -m pip install --user --quiet uv==0.13.8
@@ -84,6 +84,22 @@ bench-hetero: install ## Regenerate docs/results-hetero.md: homogeneous vs heter
 .PHONY: demo
 demo: install cluster-bins ## The whole system on one machine: control plane, twin, operator, live view, report
 	$(RUN)/tokenscale demo --trace $(TRACE) --policy $(POLICY) --speedup $(SPEEDUP) --duration $(DURATION)
+
+# kind (Docker; not run in CI here): make kind-up, make e2e-kind, make kind-down. See docs/demo.md "On kind".
+KIND_CLUSTER ?= tokenscale
+KIND_POD_CIDR ?= 127.253.0.0/16
+KIND_KUBECONFIG ?= $(or $(TOKENSCALE_CACHE_DIR),$(HOME)/.cache/tokenscale)/kind-$(KIND_CLUSTER).kubeconfig
+KIND_ENV := KIND_CLUSTER=$(KIND_CLUSTER) KIND_POD_CIDR=$(KIND_POD_CIDR) KIND_KUBECONFIG=$(KIND_KUBECONFIG) PY=$(PY)
+
+.PHONY: kind-up kind-down e2e-kind demo-kind
+kind-up: install cluster-bins ## (Docker) A kind cluster with KWOK fake GPU nodes whose pods get loopback IPs
+	$(KIND_ENV) bash tools/kind.sh up
+kind-down: ## (Docker) Delete the kind cluster
+	$(KIND_ENV) bash tools/kind.sh down
+e2e-kind: install ## (Docker) The end-to-end demo test against the kind cluster of `make kind-up`
+	TOKENSCALE_E2E_KUBECONFIG=$(KIND_KUBECONFIG) TOKENSCALE_E2E_POD_CIDR=$(KIND_POD_CIDR) $(RUN)/pytest -m e2e tests/e2e $(PYTEST_ARGS)
+demo-kind: install ## (Docker) make demo on the kind cluster of `make kind-up`
+	$(RUN)/tokenscale demo --kubeconfig $(KIND_KUBECONFIG) --pod-cidr $(KIND_POD_CIDR) --trace $(TRACE) --policy $(POLICY) --speedup $(SPEEDUP) --duration $(DURATION)
 
 .PHONY: dev-cluster-up dev-cluster-down
 dev-cluster-up: install cluster-bins ## Start the local control plane in the background

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from tokenscale.api import crdgen
-from tokenscale.cli import devcluster, generate, metrics, run, simulate
+from tokenscale.cli import demo, devcluster, generate, metrics, run, simulate, twin
 
 app = typer.Typer(
     name="tokenscale",
@@ -20,6 +20,8 @@ app.command("run")(run.run)
 app.add_typer(devcluster.app, name="dev-cluster")
 app.add_typer(metrics.app, name="metrics")
 app.command("simulate")(simulate.simulate)
+app.command("twin")(twin.twin)
+app.command("demo")(demo.demo)
 
 
 @app.command("crd")

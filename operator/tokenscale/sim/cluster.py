@@ -192,6 +192,45 @@ class Cluster:
     def instances(self, role: Role) -> Sequence[PrefillInstance | DecodeInstance]:
         return self.prefillers if role == Role.PREFILL else self.decoders
 
+    # -- instances named from outside (the twin: one per pod of a live cluster) --------------------------------
+
+    def add_instance(self, role: Role, name: str) -> PrefillInstance | DecodeInstance:
+        """Create a starting instance of ``role`` called ``name`` (a pod's name); it costs from now and takes no
+        work until `mark_ready`. Unlike `start_instances` it schedules no Ready event: the caller says when.
+
+        Raises `ValueError` if an instance of that name is still in the cluster (starting, Ready or draining).
+        """
+        if self._instance(name) is not None:
+            raise ValueError(f"an instance named {name!r} is already in the cluster")
+        self._order += 1
+        instance: PrefillInstance | DecodeInstance
+        if role == Role.PREFILL:
+            instance = PrefillInstance(
+                name=name, order=self._order, perf=self.prefill_perf, created_seconds=self.now_seconds
+            )
+            self.prefillers.append(instance)
+        else:
+            instance = DecodeInstance(name=name, order=self._order, perf=self.perf, created_seconds=self.now_seconds)
+            self.decoders.append(instance)
+        return instance
+
+    def mark_ready(self, name: str) -> bool:
+        """Make the starting instance ``name`` Ready now; returns whether it was starting."""
+        instance = self._instance(name)
+        if instance is None or instance.state != InstanceState.STARTING:
+            return False
+        self._become_ready(instance)
+        return True
+
+    def remove_instance(self, name: str) -> bool:
+        """Take ``name`` away as a scale-in does: a starting instance goes at once, a Ready one drains (restored
+        first if converted; it finishes what it holds, then leaves). Returns whether it was starting or Ready."""
+        instance = self._instance(name)
+        if instance is None or instance.state not in (InstanceState.STARTING, InstanceState.READY):
+            return False
+        self._drain(instance)
+        return True
+
     def set_replicas(self, role: Role, desired: int) -> None:
         """Scale ``role`` to ``desired`` active instances: start new ones, or drain the cheapest to lose
         (starting ones first, newest first; then Ready ones: withdrawn, unconverted and least loaded first)."""

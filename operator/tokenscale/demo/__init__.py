@@ -1,0 +1,1 @@
+"""``tokenscale demo``: the whole system on one machine (control plane, twin, operator, live view, report)."""
