@@ -3,8 +3,9 @@
 Every ``poll_seconds`` the poller lists the services of the watched namespaces and, for each, the pods of its two
 targets (by their /scale selectors, as the operator finds them), then syncs that service's twin. A service that
 appears is bound (its profile loaded, a model built, the load queued to start once both roles have a Ready
-pod); one that goes is closed. A service whose spec cannot be read, or whose engine is not vLLM (the twin speaks
-vLLM's metrics), is skipped with one warning. Scrapes do not wait for the poller: each one advances its model.
+pod); one that goes is closed. A service whose spec cannot be read, whose engine is not vLLM (the twin speaks
+vLLM's metrics), or whose roles have variants (several GPU types), is skipped with one warning. Scrapes do not
+wait for the poller: each one advances its model.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ServiceSource(Protocol):
 
 def _ref(role: v1alpha1.RoleSpec) -> ScaleRef:
     target = role.scale_target_ref
+    assert target is not None  # services with variants are skipped (`Twin._parse`)
     return ScaleRef(api_version=target.api_version, kind=target.kind, name=target.name)
 
 
@@ -115,6 +117,10 @@ class Twin:
             return None
         if parsed.engine is not v1alpha1.Engine.VLLM:
             self._skip(key, f"engine {parsed.engine.value}: the twin serves vLLM metrics only")
+            return None
+        if parsed.prefill.variants or parsed.decode.variants:
+            # One model per role; a role's deployment groups (spec.placement) are its template's pods and twin fine.
+            self._skip(key, "variants: the twin models one GPU type per role")
             return None
         return parsed
 

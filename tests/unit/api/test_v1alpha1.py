@@ -24,7 +24,10 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     assert spec.engine is v1alpha1.Engine.VLLM
     assert spec.policy.name is v1alpha1.PolicyName.TOKENSCALE
     assert spec.metrics.scrape_interval_seconds == 1.0
+    assert spec.prefill.scale_target_ref is not None
     assert spec.prefill.scale_target_ref.kind == "Deployment"
+    assert spec.prefill.variants is None
+    assert spec.placement is None
     assert [(t.max_input_tokens, t.ttft_seconds) for t in spec.slo.ttft_tiers] == [
         (256, 0.25),
         (1024, 0.4),

@@ -50,6 +50,8 @@ def test_example_service_is_a_valid_spec_over_the_example_deployments() -> None:
     (service,) = _example(v1alpha1.KIND)
     spec = v1alpha1.parse_spec(service["spec"])
     names = {d["metadata"]["name"] for d in _example("Deployment")}
+    assert spec.prefill.scale_target_ref is not None
+    assert spec.decode.scale_target_ref is not None
     assert {spec.prefill.scale_target_ref.name, spec.decode.scale_target_ref.name} == names
     assert spec.role_label.preset is v1alpha1.RoleLabelPreset.LLM_D
 

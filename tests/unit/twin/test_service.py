@@ -269,6 +269,11 @@ def test_the_twin_binds_services_as_they_come_and_closes_them_as_they_go() -> No
         pytest.param({**SPEC, "engine": "sglang"}, "the twin serves vLLM metrics only", id="not-vllm"),
         pytest.param({**SPEC, "profile": {"name": "no-such-profile"}}, "profile", id="unknown-profile"),
         pytest.param({"prefill": {}}, "invalid spec", id="invalid-spec"),
+        pytest.param(
+            {**SPEC, "decode": {"variants": [{"name": "a100", "scaleTargetRef": {"name": "d"}}]}},
+            "one GPU type per role",
+            id="variants",
+        ),
     ],
 )
 def test_services_the_twin_cannot_serve_are_skipped_with_one_warning(
