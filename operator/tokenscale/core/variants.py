@@ -190,6 +190,9 @@ def split_capacity(
                 replicas[variant.name] - variant.min_replicas,
                 math.floor(spare / variant.tokens_per_second + 1e-9),
             )
+            # The float tolerance above must not take away capacity the demand needs.
+            while removable > 0 and spare - removable * variant.tokens_per_second < -_EPSILON_TOKENS_PER_SECOND:
+                removable -= 1
             if removable > 0:
                 replicas[variant.name] -= removable
     for variant in variants:
@@ -233,6 +236,11 @@ def _capacity(variants: Sequence[Variant], replicas: Mapping[str, int]) -> float
     return sum(replicas[v.name] * v.tokens_per_second for v in variants)
 
 
+def _instances(deficit_tokens_per_second: float, variant: Variant) -> int:
+    """Instances of ``variant`` that cover a deficit: at least one (float noise of 1e-9 instances ignored)."""
+    return max(1, math.ceil(deficit_tokens_per_second / variant.tokens_per_second - 1e-9))
+
+
 def _grow(
     *,
     demand_tokens_per_second: float,
@@ -259,12 +267,12 @@ def _grow(
             continue
         # Less than one instance of the cheapest capacity is missing: the fewest-cost instances that cover it.
         covering = [
-            (math.ceil(deficit / v.tokens_per_second - 1e-9) * v.cost_per_instance_hour, v.cost_per_token_per_second, v)
+            (_instances(deficit, v) * v.cost_per_instance_hour, v.cost_per_token_per_second, v)
             for v, h in open_
-            if math.ceil(deficit / v.tokens_per_second - 1e-9) <= h
+            if _instances(deficit, v) <= h
         ]
         if covering:
             _, _, best = min(covering, key=lambda item: (item[0], item[1], item[2].name))
-            replicas[best.name] += math.ceil(deficit / best.tokens_per_second - 1e-9)
+            replicas[best.name] += _instances(deficit, best)
             return
         replicas[cheapest.name] += headroom
