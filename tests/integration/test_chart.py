@@ -33,7 +33,10 @@ _EVERY_FEATURE: dict[str, Any] = {
     "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
     "prometheusRule": {"enabled": True},
     "dashboards": {"enabled": True, "annotations": {"grafana_folder": "TokenScale"}},
-    "rbac": {"extraScaleTargets": [{"apiGroup": "leaderworkerset.x-k8s.io", "resource": "leaderworkersets"}]},
+    "rbac": {
+        "extraScaleTargets": [{"apiGroup": "leaderworkerset.x-k8s.io", "resource": "leaderworkersets"}],
+        "placement": True,
+    },
     "operator": {"allowedScrapeCIDRs": ["198.51.100.0/24"], "extraArgs": ["--log-level=DEBUG"]},
 }
 _VALUE_SETS = [
