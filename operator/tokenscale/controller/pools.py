@@ -589,9 +589,15 @@ class PooledTick:
             gpu_product=state.pool.gpu_product,
         )
         cluster = self._require_placement_cluster()
-        created = cluster.create_deployment(namespace=self._namespace, body=body)
-        if not await self._write("create_group", name, created):
+        created: list[bool] = []
+
+        async def create() -> None:
+            created.append(await cluster.create_deployment(namespace=self._namespace, body=body))
+
+        if not await self._write("create_group", name, create()):
             return None
+        if not created[0]:
+            return name  # an earlier tick made it (not listed yet): scale it
         self.report.events.append(
             PoolEvent(
                 "Normal",

@@ -56,6 +56,8 @@ class FakePlacement:
     created: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     topology_reads: int = 0
+    unlisted: set[str] = field(default_factory=set)
+    """Groups that exist but a list does not show yet (a list that raced a create)."""
 
     async def read_deployment(self, *, namespace: str, name: str) -> Mapping[str, Any]:
         del namespace
@@ -65,6 +67,8 @@ class FakePlacement:
         del namespace
         found = []
         for name, body in sorted(self.groups.items()):
+            if name in self.unlisted:
+                continue
             meta = body["metadata"]["labels"]
             if meta[labels.SERVICE_LABEL] != service:
                 continue
@@ -83,6 +87,8 @@ class FakePlacement:
     async def create_deployment(self, *, namespace: str, body: Mapping[str, Any]) -> bool:
         del namespace
         name = body["metadata"]["name"]
+        if name in self.groups:
+            return False
         self.groups[name] = dict(body)
         self.created.append(name)
         self.cluster.scales[name] = Scale(
@@ -441,3 +447,15 @@ async def test_a_pair_that_fits_nowhere_is_reported_once_and_not_placed_half() -
         ("decode", "NoDomainFits", 0),
         ("prefill", "NoDomainFits", 0),
     ]
+
+
+async def test_a_group_an_earlier_tick_created_but_not_yet_listed_is_scaled_not_created_again() -> None:
+    service = _placed_service()
+    for template, role in (("p", "prefill"), ("d", "decode")):
+        service.placement.unlisted.add(service.group(template, role, "s2-a", replicas=0))
+
+    await service.tick()
+
+    assert service.placement.created == []
+    assert sorted(service.cluster.scale_writes()) == [("d-s2-a", 1), ("p-s2-a", 1)]
+    assert "GroupCreated" not in service.events.reasons()
