@@ -1,12 +1,15 @@
 """Heterogeneous pools on the Azure traces: cost per million tokens of homogeneous and heterogeneous P/D pools, and
-KV transfer inside and across network domains. Writes docs/results-hetero.md (docs/results.md links it).
+KV transfer inside and across network domains. Writes docs/results-hetero.md (docs/results.md links it) and
+docs/results-hetero.json (every run's record).
 
-Run: ``make bench-hetero`` (``.venv/bin/python -m benchmarks.hetero [--jobs N]``).
+Run: ``make bench-hetero`` (``.venv/bin/python -m benchmarks.hetero [--jobs N] [--render-only]``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import platform
 import time
 from collections.abc import Sequence
@@ -20,6 +23,9 @@ from tokenscale.core.profile import Profile
 from tokenscale.sim import hetero, traces
 
 ROOT = Path(__file__).resolve().parents[1]
+MARKDOWN_PATH = ROOT / "docs" / "results-hetero.md"
+JSON_PATH = ROOT / "docs" / "results-hetero.json"
+"""Every run's record, so that the Markdown can be rewritten without running again (``--render-only``)."""
 TRACES = ("azure-code", "azure-conv")
 RATE_SCALE = 16.0
 """×16 the Azure rates: one 8B H100 prefiller takes ≈ 31k prompt tokens/s against raw means of ≈ 5.3k (code) and
@@ -181,7 +187,7 @@ def _kv_lines(records: Sequence[hetero.HeteroRecord], loaded: dict[str, traces.T
                 for r in records
                 if r.trace == trace_name
                 and r.pair == PAIRS[0][0]
-                and r.policy == POLICIES[0]
+                and r.policy == KV_POLICY
                 and r.kv_bandwidth_ratio == ratio
             ]
             lines.append(
@@ -287,7 +293,15 @@ def render(records: Sequence[hetero.HeteroRecord], *, seconds: float, jobs: int)
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the Markdown from docs/results-hetero.json, no runs"
+    )
     args = parser.parse_args(argv)
+    if args.render_only:
+        saved = json.loads(JSON_PATH.read_text())
+        records = [hetero.HeteroRecord(**row) for row in saved["runs"]]
+        MARKDOWN_PATH.write_text(render(records, seconds=saved["seconds"], jobs=saved["jobs"]))
+        return
     work = [(t, name, policy, 1.0) for t in TRACES for policy in POLICIES for name, _, _ in PAIRS]
     work += [(t, PAIRS[0][0], KV_POLICY, ratio) for t in TRACES for _, ratio in KV_RATIOS if ratio != 1.0]
     started = time.perf_counter()
@@ -297,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
             records = list(pool.map(_run, *zip(*work, strict=True)))
     seconds = time.perf_counter() - started
-    (ROOT / "docs" / "results-hetero.md").write_text(render(records, seconds=seconds, jobs=args.jobs))
+    saved = {"seconds": seconds, "jobs": args.jobs, "runs": [dataclasses.asdict(r) for r in records]}
+    JSON_PATH.write_text(json.dumps(saved, indent=1) + "\n")
+    MARKDOWN_PATH.write_text(render(records, seconds=seconds, jobs=args.jobs))
     print(f"{len(records)} runs in {seconds:.1f} s")
 
 
