@@ -77,22 +77,23 @@ BURST_KNOBS = TokenScaleSettings(prefill_chunk_tokens=500, convertible_decoders_
 
 
 def test_burst_onset_converts_and_raises_prefill_in_the_same_tick() -> None:
-    # 2 Ready prefillers (20k) see 45k arriving: convert d1 (idle, +20k) and d2 (B=50, +16.7k); prefill to 5
+    # 2 Ready prefillers (20k) see 65k arriving: convert d1 (idle, 500 tokens per 15 ms step: +33.3k) and d2
+    # (B=50, per 20 ms: +25k); prefill to 7
     decoders = (pod("d0", running=100), pod("d1"), pod("d2", running=50))
-    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=load(12_000, recent=45_000))
+    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=load(12_000, recent=65_000))
     decision = run(obs, tokenscale=BURST_KNOBS)
     assert decision.action is Action.CONVERT
     assert decision.convert_pods == ("d1", "d2")
-    assert decision.prefill_replicas == 5
+    assert decision.prefill_replicas == 7
     assert decision.inputs["ready_prefill_capacity_tokens_per_second"] == 20_000
-    assert decision.inputs["converted_prefill_capacity_tokens_per_second"] == pytest.approx(20_000 + 500 / 0.03)
+    assert decision.inputs["converted_prefill_capacity_tokens_per_second"] == pytest.approx(500 / 0.015 + 25_000)
 
 
 def test_converted_decoders_raise_decode_by_their_kv_reserve() -> None:
     # 36k in bucket (1, 1) = 1.8 decoders; + 2 converted x 0.15 = 2.1 -> 3 (2 without conversion)
     decoders = (pod("d0", running=100), pod("d1"), pod("d2", running=50))
     signals = dataclasses.replace(
-        load(12_000, recent=45_000), bucket_tokens_per_second=(0, 0, 0, 0, 36_000.0, 0, 0, 0, 0)
+        load(12_000, recent=65_000), bucket_tokens_per_second=(0, 0, 0, 0, 36_000.0, 0, 0, 0, 0)
     )
     obs = observation(prefill=prefill_pods(2), decode=decoders, signals=signals)
     assert run(obs, tokenscale=BURST_KNOBS).recommended_decode_replicas == 3
@@ -127,7 +128,7 @@ def test_prefill_only_variant_sizes_decode_from_the_request_rate() -> None:
 def test_max_conversion_time_restores_across_ticks() -> None:
     settings = make_settings(tokenscale=dataclasses.replace(BURST_KNOBS, max_conversion_seconds=30))
     state = decide.initial_state(settings=settings)
-    burst = load(45_000)
+    burst = load(65_000)  # 45k beyond Ready prefill: d0 (33.3k) and d1 (B=10: 500 per 16 ms, 31.3k) convert
     decoders = (pod("d0"), pod("d1", running=10))
     converted_at: dict[str, float] = {}
     restored_at: dict[str, float] = {}
