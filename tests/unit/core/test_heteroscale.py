@@ -212,3 +212,18 @@ def test_zero_load_scales_in_to_the_minimum_over_time() -> None:
         decision, state = decide.decide(settings=settings, observation=o, state=state)
         prefill, decode = decision.prefill_replicas, decision.decode_replicas
     assert (prefill, decode) == (1, 1)
+
+
+def test_the_ratio_splits_the_capacity_demand_before_rounding() -> None:
+    # T_D 1000, r 2.5; 1200 decode tok/s is 1.2 decoders of demand: D = ceil(1.2) = 2, P = ceil(2.5 x 1.2) = 3
+    # (the ratio applied to the rounded decoders would ask ceil(2.5 x 2) = 5 prefillers)
+    settings = make_settings("heteroscale", heteroscale=dataclasses.replace(KNOBS, prefill_to_decode_ratio=2.5))
+    decision = once(obs(load(generation=1_200.0), prefill=1, decode=1), settings)
+    assert (decision.prefill_replicas, decision.decode_replicas) == (3, 2)
+    assert codes(decision) == [reasons.DECODE_THROUGHPUT]
+
+
+def test_a_busy_prefill_share_alone_scales_out() -> None:
+    # D = 10 decoders at 0.9 x target (inside the band), but P = 3 holds 0.5 x 9 = 4.5 prefillers of demand: 1.5 x
+    decision = once(obs(load(generation=9_000.0), prefill=3, decode=10))
+    assert (decision.prefill_replicas, decision.decode_replicas) == (5, 10)

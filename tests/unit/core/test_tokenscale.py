@@ -12,7 +12,8 @@ import pytest
 from tests.unit.core.helpers import decode_pods, load, make_settings, observation, pod, prefill_pods
 
 from tokenscale.core import decide, reasons
-from tokenscale.core.settings import DistServeSettings, RoleBounds, TokenScaleSettings
+from tokenscale.core.policies import registry, tokenscale
+from tokenscale.core.settings import Behavior, DistServeSettings, RoleBounds, TokenScaleSettings
 from tokenscale.core.types import Action, Decision, LoadSignals, Observation, ServingRole
 
 
@@ -147,3 +148,107 @@ def test_max_conversion_time_restores_across_ticks() -> None:
     # both converted at 100 (no timestamp on the pods: remembered), restored exactly 30 s later
     assert restored_at == {"d0": 130, "d1": 130}
     assert converted_at == {}
+
+
+def waiting(signals: LoadSignals, requests: float) -> LoadSignals:
+    return dataclasses.replace(signals, requests_waiting=requests)
+
+
+@pytest.mark.parametrize(
+    ("signals", "drain_seconds", "expected"),
+    [
+        # 20 waiting x 1000 tokens; a 1000-token prompt's objective is 0.4 s: 20k tokens / 0.4 s
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), None, 50_000.0, id="medium-prompts-0.4s"),
+        # 10 x 200 tokens, objective 0.25 s
+        pytest.param(waiting(load(0, mean_prompt=200), 10), None, 8_000.0, id="short-prompts-0.25s"),
+        # 5 x 2000 tokens, objective 2 s
+        pytest.param(waiting(load(0, mean_prompt=2000), 5), None, 5_000.0, id="long-prompts-2s"),
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), 10.0, 2_000.0, id="configured-10s"),
+        pytest.param(load(0, mean_prompt=1000), None, 0.0, id="no-backlog"),
+    ],
+)
+def test_backlog_drains_within_the_objective_of_a_mean_prompt(
+    signals: LoadSignals, drain_seconds: float | None, expected: float
+) -> None:
+    settings = make_settings(tokenscale=TokenScaleSettings(backlog_drain_seconds=drain_seconds))
+    assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(expected)
+
+
+def test_prefillers_cover_arrivals_and_the_backlog_drain() -> None:
+    # 12k arriving + 20 x 1000 waiting over 0.4 s (50k) = 62k at 10k per prefiller: 7 (2 without the backlog)
+    assert run(steady(waiting(load(12_000), 20))).recommended_prefill_replicas == 7
+    assert run(steady(load(12_000))).recommended_prefill_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("demands", "quantile", "expected"),
+    [
+        pytest.param([], 0.95, 0.0, id="empty"),
+        pytest.param([7.0], 0.95, 7.0, id="one-value"),
+        pytest.param([5.0, 1.0, 3.0, 2.0, 4.0], 0.5, 3.0, id="median-of-five"),
+        pytest.param([float(v) for v in range(101)], 0.95, 95.0, id="q95-of-0-to-100"),
+        pytest.param([10.0, 20.0], 0.25, 12.5, id="interpolated"),  # rank 0.25 between 10 and 20
+        pytest.param([10.0, 20.0, 90.0], 1.0, 90.0, id="q1-is-the-max"),
+    ],
+)
+def test_demand_quantile_interpolates_order_statistics(demands: list[float], quantile: float, expected: float) -> None:
+    history = tuple((float(t), d) for t, d in enumerate(demands))
+    assert tokenscale.demand_quantile(history=history, quantile=quantile) == pytest.approx(expected)
+
+
+def test_demand_history_keeps_only_the_window() -> None:
+    history = ((0.0, 1.0), (5.0, 2.0), (10.0, 3.0))
+    # at 12 s with a 10 s window: entries after 2 s stay
+    got = tokenscale.record_demand(history=history, now_seconds=12.0, demand_tokens_per_second=4.0, window_seconds=10)
+    assert got == ((5.0, 2.0), (10.0, 3.0), (12.0, 4.0))
+    # a 0 s window keeps only the current tick
+    assert tokenscale.record_demand(
+        history=history, now_seconds=12.0, demand_tokens_per_second=4.0, window_seconds=0
+    ) == ((12.0, 4.0),)
+
+
+def _prefill_over(arrivals: list[float], knobs: TokenScaleSettings) -> list[int]:
+    """Recommended prefillers, one tick per second, for the given arriving prompt tokens/s."""
+    settings = make_settings(tokenscale=knobs)
+    state = decide.initial_state(settings=settings)
+    counts = []
+    for second, arriving in enumerate(arrivals):
+        obs = observation(now=float(second), prefill=prefill_pods(2), decode=decode_pods(2), signals=load(arriving))
+        decision, state = decide.decide(settings=settings, observation=obs, state=state)
+        counts.append(decision.recommended_prefill_replicas)
+    return counts
+
+
+def test_a_spike_shorter_than_the_quantile_starts_nothing_a_sustained_burst_does() -> None:
+    knobs = TokenScaleSettings(demand_quantile=0.95, demand_window_seconds=600)
+    # 100 s at 10k (1 prefiller), then 90k. With k ticks of 90k among n = 100 + k, the q0.95 rank 0.95·(n − 1)
+    # reaches the first 90k (sorted index 100) past n − k − 1 = 99: k = 5 gives rank 98.8 (still 10k), k = 6 rank
+    # 99.75 (10k + 0.75 x 80k = 70k: 7 prefillers), k = 7 rank 100.7 (90k: 9).
+    counts = _prefill_over([10_000.0] * 100 + [90_000.0] * 7, knobs)
+    assert counts[100:] == [1, 1, 1, 1, 1, 7, 9]
+    # The current demand alone (the paper's formula) follows the spike at once.
+    assert _prefill_over([10_000.0] * 100 + [90_000.0], TokenScaleSettings(demand_window_seconds=0))[100] == 9
+
+
+def test_the_burst_level_holds_while_it_stays_in_the_top_of_the_window() -> None:
+    knobs = TokenScaleSettings(demand_quantile=0.9, demand_window_seconds=100)
+    # 30 s at 90k then 10k: the window's top 10% stay at 90k until fewer than ~10 of the 100 ticks carry it
+    counts = _prefill_over([90_000.0] * 30 + [10_000.0] * 120, knobs)
+    assert counts[30 + 60] == 9  # 30 of the last 100 ticks are still 90k
+    assert counts[-1] == 1  # the burst has left the window
+
+
+@pytest.mark.parametrize(
+    ("behaviour_seconds", "cold_start_seconds", "expected"),
+    [
+        pytest.param(60.0, 100.0, 100.0, id="cold-start-longer"),
+        pytest.param(60.0, 30.0, 60.0, id="behaviour-longer"),
+    ],
+)
+def test_scale_in_is_held_at_least_one_cold_start(
+    behaviour_seconds: float, cold_start_seconds: float, expected: float
+) -> None:
+    base = make_settings(behavior=Behavior(scale_in_stabilization_seconds=behaviour_seconds))
+    perf = dataclasses.replace(base.profile.perf, cold_start_seconds=cold_start_seconds)
+    settings = dataclasses.replace(base, profile=dataclasses.replace(base.profile, perf=perf))
+    assert registry.get_policy("tokenscale").stabilization_seconds(settings=settings) == expected

@@ -18,6 +18,8 @@ scaler, DistServe-style decode sizing, no conversion): the rows of the paper's a
 
 from __future__ import annotations
 
+import bisect
+import operator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -64,6 +66,10 @@ def backlog_drain_tokens_per_second(*, load: LoadSignals, settings: ScalingSetti
     return load.requests_waiting * load.mean_prompt_tokens / drain_seconds
 
 
+_time = operator.itemgetter(0)
+_demand = operator.itemgetter(1)
+
+
 def record_demand(
     *,
     history: tuple[tuple[float, float], ...],
@@ -72,14 +78,14 @@ def record_demand(
     window_seconds: float,
 ) -> tuple[tuple[float, float], ...]:
     """``history`` with this tick's demand appended and entries ``window_seconds`` old or older dropped."""
-    oldest = now_seconds - window_seconds
-    return (*(entry for entry in history if entry[0] > oldest), (now_seconds, demand_tokens_per_second))
+    start = bisect.bisect_right(history, now_seconds - window_seconds, key=_time)
+    return (*history[start:], (now_seconds, demand_tokens_per_second))
 
 
 def demand_quantile(*, history: tuple[tuple[float, float], ...], quantile: float) -> float:
     """The ``quantile`` of the demands in ``history``: order statistics interpolated linearly at rank
     ``q·(n − 1)`` (numpy's default); 0 when empty."""
-    values = sorted(demand for _, demand in history)
+    values: list[float] = sorted(map(_demand, history))
     if not values:
         return 0.0
     rank = quantile * (len(values) - 1)
