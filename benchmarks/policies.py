@@ -152,6 +152,20 @@ def _oracle_lines(scenarios: Sequence[scoreboard.Scenario]) -> list[str]:
     return lines
 
 
+def _oracle_notes(scenarios: Sequence[scoreboard.Scenario]) -> list[str]:
+    """What the oracle's plans say about the traces (computed)."""
+    lines = []
+    for s in scenarios:
+        plan = s.oracle.schedule.prefill_instances
+        lines.append(
+            f"- {s.trace_name} on {s.profile.name}: the plan holds {float(plan.mean()):.2f} prefillers on average and "
+            f"up to {int(plan.max())} for single seconds; {100 * float((plan > 2 * plan.mean()).mean()):.1f}% of its "
+            f"seconds need more than twice the mean. A policy whose instances take "
+            f"{s.profile.perf.cold_start_seconds:g} s to start cannot follow that; it holds capacity or misses."
+        )
+    return lines
+
+
 def _notes(records: Sequence[scoreboard.RunRecord]) -> list[str]:
     """Facts computed from the records that explain them."""
     by_policy: dict[str, list[scoreboard.RunRecord]] = {}
@@ -217,6 +231,8 @@ def render(
         f"The oracle, found once per trace and profile for both tables ({prepare_seconds:.0f} s with the goodputs):",
         "",
         *_oracle_lines(scenarios),
+        "",
+        *_oracle_notes(scenarios),
         "",
     ]
     for table in tables:

@@ -328,8 +328,8 @@ class TokenScalePolicySpec(_Model):
         default=None,
         gt=0,
         le=3600,
-        description="Prefill sizing drains the waiting prompt tokens within this many seconds; unset: the TTFT "
-        "objective of a prompt of the mean length.",
+        description="Prefill sizing drains the waiting prompt tokens within this many seconds; unset: the "
+        "tightest TTFT objective (the prefill queue is first come, first served).",
     )
     demand_quantile: float = Field(
         default=0.95,

@@ -119,7 +119,7 @@ class TokenScaleSettings:
     - ``conversion_kv_reserve_ratio``: share of a converted decoder's KV held for burst prefills, which the
       decode sizing makes up for with extra decoders.
     - ``backlog_drain_seconds``: the prefill sizing drains the waiting prompt tokens within this time; ``None``
-      (the default): the TTFT objective of a prompt of the mean length.
+      (the default): the tightest TTFT objective of the SLO (the prefill queue is FIFO).
     - ``demand_quantile`` q and ``demand_window_seconds`` W: prefillers are sized for the q-quantile of the
       prefill demand seen over the last W seconds (the current tick's alone with W = 0, as the paper's formula),
       so capacity a burst needed stays while bursts recur, and a spike shorter than (1 − q)·W starts nothing.

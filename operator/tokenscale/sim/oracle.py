@@ -34,7 +34,7 @@ cheap as a greedy search finds:
 3. *add* one instance to the seconds with the most misses of each role, the fewest seconds holding
    ``step_share`` (half) of that role's misses, and repeat from 2 until the target is met;
 4. *trim* the last step: of the instances it added (most misses first), keep the shortest prefix that still meets
-   the target (bisection, each probe a replay).
+   the target (bisection, each probe a replay, to within a sixteenth of the step).
 
 Why (near-)cheapest: every instance-second the search adds is where requests missed, one at a time, so it buys
 capacity only where the replay showed it was short; the result is bracketed by the demand bound below (reported as
@@ -376,10 +376,11 @@ def find_oracle(
             outcome=candidate_outcome, settings=settings, bins=bins, bin_seconds=plan_bin_seconds
         )
         if candidate_misses[2] >= target_attainment:
-            # Trim: the shortest prefix of this step's additions that still meets the target (hi always does).
+            # Trim: the shortest prefix of this step's additions that still meets the target (high always does),
+            # found to within a sixteenth of the step: finer probes cost a replay each for a few instance-seconds.
             low, high = 0, len(chosen)
             best, best_outcome, best_attained = candidate, candidate_outcome, candidate_misses[2]
-            while high - low > 1 and replays < max_replays:
+            while high - low > max(1, len(chosen) // 16) and replays < max_replays:
                 middle = (low + high) // 2
                 probe = _plus(plan, chosen[:middle])
                 probe_outcome = replay(trace=trace, settings=settings, schedule=probe)

@@ -13,7 +13,7 @@ from tests.unit.core.helpers import decode_pods, load, make_settings, observatio
 
 from tokenscale.core import decide, reasons
 from tokenscale.core.policies import registry, tokenscale
-from tokenscale.core.settings import Behavior, DistServeSettings, RoleBounds, TokenScaleSettings
+from tokenscale.core.settings import SLO, Behavior, DistServeSettings, RoleBounds, TokenScaleSettings
 from tokenscale.core.types import Action, Decision, LoadSignals, Observation, ServingRole
 
 
@@ -157,26 +157,30 @@ def waiting(signals: LoadSignals, requests: float) -> LoadSignals:
 @pytest.mark.parametrize(
     ("signals", "drain_seconds", "expected"),
     [
-        # 20 waiting x 1000 tokens; a 1000-token prompt's objective is 0.4 s: 20k tokens / 0.4 s
-        pytest.param(waiting(load(0, mean_prompt=1000), 20), None, 50_000.0, id="medium-prompts-0.4s"),
-        # 10 x 200 tokens, objective 0.25 s
-        pytest.param(waiting(load(0, mean_prompt=200), 10), None, 8_000.0, id="short-prompts-0.25s"),
-        # 5 x 2000 tokens, objective 2 s
-        pytest.param(waiting(load(0, mean_prompt=2000), 5), None, 5_000.0, id="long-prompts-2s"),
+        # 20 waiting x 1000 tokens within the tightest objective, 0.25 s, whatever the mean prompt's own tier
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), None, 80_000.0, id="tightest-objective"),
+        pytest.param(waiting(load(0, mean_prompt=2000), 5), None, 40_000.0, id="long-prompts-too"),
         pytest.param(waiting(load(0, mean_prompt=1000), 20), 10.0, 2_000.0, id="configured-10s"),
         pytest.param(load(0, mean_prompt=1000), None, 0.0, id="no-backlog"),
     ],
 )
-def test_backlog_drains_within_the_objective_of_a_mean_prompt(
+def test_backlog_drains_within_the_tightest_objective(
     signals: LoadSignals, drain_seconds: float | None, expected: float
 ) -> None:
     settings = make_settings(tokenscale=TokenScaleSettings(backlog_drain_seconds=drain_seconds))
     assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(expected)
 
 
+def test_backlog_drain_follows_the_configured_tiers() -> None:
+    # tiers 0.5 s (< 512 tokens) and 3 s: 10 x 1000 tokens within 0.5 s
+    settings = make_settings(slo=SLO(ttft_tiers=((512, 0.5), (8192, 3.0))))
+    signals = waiting(load(0, mean_prompt=1000), 10)
+    assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(20_000.0)
+
+
 def test_prefillers_cover_arrivals_and_the_backlog_drain() -> None:
-    # 12k arriving + 20 x 1000 waiting over 0.4 s (50k) = 62k at 10k per prefiller: 7 (2 without the backlog)
-    assert run(steady(waiting(load(12_000), 20))).recommended_prefill_replicas == 7
+    # 12k arriving + 10 x 1000 waiting over 0.25 s (40k) = 52k at 10k per prefiller: 6 (2 without the backlog)
+    assert run(steady(waiting(load(12_000), 10))).recommended_prefill_replicas == 6
     assert run(steady(load(12_000))).recommended_prefill_replicas == 2
 
 

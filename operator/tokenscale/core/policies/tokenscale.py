@@ -4,8 +4,8 @@
   V_N))``; the backlog term reconstructed], where λ_in is the arriving prompt-token rate, the higher of the window
   and recent estimates (`tokenscale.core.observe`), so a burst raises prefill in the tick that first sees it
   [reconstructed]; ``Q_tokens`` the prompt tokens waiting (waiting requests × mean prompt length) and ``T_drain``
-  the TTFT objective of a mean-length prompt (or ``backlog_drain_seconds``): a standing queue is drained within the
-  objective, not merely kept from growing.
+  the tightest TTFT objective (or ``backlog_drain_seconds``): a standing queue is drained within the objective of
+  the shortest prompts waiting behind it (the queue is FIFO), not merely kept from growing.
 - Decoders ``N_D = ceil(Σ_b λ_b / V_D,b + C · f_res)`` [secondary per-bucket form; the reserve term is
   reconstructed]: λ_b the (input + predicted output) token arrival rate of bucket b, C the converted decoders after
   this tick and f_res the KV share each holds back for burst prefills, made up by extra decoders.
@@ -59,10 +59,12 @@ def sizing_arrival_rate(load: LoadSignals) -> float:
 
 def backlog_drain_tokens_per_second(*, load: LoadSignals, settings: ScalingSettings) -> float:
     """``Q_tokens / T_drain``: the waiting prompt tokens (waiting requests × mean prompt length) over the drain time,
-    ``backlog_drain_seconds`` or else the TTFT objective of a prompt of the mean length."""
+    ``backlog_drain_seconds`` or else the tightest TTFT objective of the SLO. The prefill queue is FIFO: a request
+    waits for everything ahead of it, so the shortest prompts, whose objective is the tightest, need the whole
+    backlog gone within it."""
     drain_seconds = settings.tokenscale.backlog_drain_seconds
     if drain_seconds is None:
-        drain_seconds = settings.slo.ttft_seconds_for(input_tokens=round(load.mean_prompt_tokens))
+        drain_seconds = min(seconds for _, seconds in settings.slo.ttft_tiers)
     return load.requests_waiting * load.mean_prompt_tokens / drain_seconds
 
 
