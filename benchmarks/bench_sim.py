@@ -22,10 +22,11 @@ REPEATS = 3
 def _one_policy() -> None:
     trace = traces.load_trace("azure-conv")
     profile = profiles.load_profile("llama-3.1-8b-h100")
+    scenario = scoreboard.Scenario.prepare(trace_name="azure-conv", trace=trace, profile=profile)
+    _ = scenario.oracle  # the oracle's search (simulator replays) is timed with the scoreboard's preparation
     best_wall = best_cpu = float("inf")
     for _ in range(REPEATS):
         wall, cpu = time.perf_counter(), time.process_time()
-        scenario = scoreboard.Scenario.prepare(trace_name="azure-conv", trace=trace, profile=profile)
         record, outcome = scoreboard.run_one(scenario, "tokenscale")
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
@@ -39,7 +40,15 @@ def _one_policy() -> None:
 
 def _scoreboard() -> None:
     cpu = time.process_time()
-    table = policies.run_table(cold_start_seconds=None, jobs=1)
+    wall = time.perf_counter()
+    scenarios = policies.prepare_scenarios(jobs=1)
+    prepare_cpu, prepare_wall = time.process_time() - cpu, time.perf_counter() - wall
+    print(
+        f"scoreboard preparation (4 oracle searches and goodputs, once for both tables): {prepare_wall:.1f} s wall, "
+        f"{prepare_cpu:.1f} s CPU on one core"
+    )
+    cpu = time.process_time()
+    table = policies.run_table(scenarios=scenarios, cold_start_seconds=None, jobs=1)
     cpu_seconds = time.process_time() - cpu
     requests = sum(r.requests for r in table.records)
     print(

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.sim.helpers import NO_OVERHEAD, TOY, make_cluster
 
+from tokenscale.core import conversion
 from tokenscale.core.profile import PerfModel
-from tokenscale.core.types import Role
+from tokenscale.core.types import PodView, Role, ServingRole
 from tokenscale.sim.cluster import Cluster, ClusterConfig
 from tokenscale.sim.instances import InstanceState
 
@@ -276,3 +277,36 @@ def test_closed_form_decoding_matches_step_by_step(requests: list[tuple[float, i
         for x, i, o in zip(out.first_token_seconds, out.input_tokens, out.output_tokens, strict=True)
     ]
     assert out.finish_seconds.tolist() == pytest.approx(_reference_finish_times(perf, joins), abs=1e-9)
+
+
+def test_a_converted_decoders_mixed_step_is_the_planners() -> None:
+    # No prefiller: the converted decoder prefills everything. Request A (1000 tokens) is prefilled in a whole step
+    # of its own and decodes; B (20,000 tokens) then rides on A's decode steps. With one sequence decoding, a step
+    # takes 10.1 ms, so within 0.8 x 100 ms the chunk may take 69.9 ms: 6990 tokens at 0.01 ms (no second fixed
+    # cost), an 80 ms mixed step, exactly as the conversion planner computes it.
+    perf = dataclasses.replace(TOY, max_num_batched_tokens=8000)
+    cluster = make_cluster(perf, prefill=0, decode=1)
+    decoder = cluster.decoders[0]
+    assert cluster.convert(decoder.name)
+    cluster.submit(arrival_seconds=0.0, input_tokens=1000, output_tokens=200)
+    cluster.submit(arrival_seconds=0.05, input_tokens=20_000, output_tokens=10)
+    cluster.advance_to(0.06)  # A decodes from 0.02 s; B joined at the boundary after 0.05 s
+    ((request, chunk),) = decoder.segment_prefill
+    assert request.input_tokens == 20_000
+    view = PodView(
+        name=decoder.name,
+        role=Role.DECODE,
+        serving_role=ServingRole.CONVERTED,
+        ready=True,
+        load_known=True,
+        requests_running=1.0,
+    )
+    planned = conversion.chunk_budget_tokens(
+        perf=perf, room_ms=80.0 - perf.decode_step_ms(kv_tokens=0, sequences=1), cap_tokens=perf.max_num_batched_tokens
+    )
+    assert chunk == planned == 6990
+    step_seconds = decoder.segment_end_seconds - decoder.base_seconds
+    assert step_seconds == pytest.approx(conversion.mixed_step_ms(perf=perf, pod=view, chunk_tokens=chunk) / 1000)
+    assert step_seconds == pytest.approx(0.080)
+    cluster.advance_to(decoder.segment_end_seconds)
+    assert decoder.prompt_tokens_total == 1000 + 6990

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tokenscale.api.profiles import load_profile
-from tokenscale.sim import scoreboard, traces
+from tokenscale.sim import loop, scoreboard, traces
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,7 @@ def burst_scenario() -> scoreboard.Scenario:
 
 def test_static_policy_keeps_its_counts_and_pays_for_them(burst_scenario: scoreboard.Scenario) -> None:
     record, outcome = scoreboard.run_one(burst_scenario, "static")
-    peak_prefill, peak_decode = burst_scenario.oracle_schedule.peak()
+    peak_prefill, peak_decode = burst_scenario.demand_bound.peak()
     assert set(outcome.timeline.prefill_provisioned) == {peak_prefill}
     assert set(outcome.timeline.decode_provisioned) == {peak_decode}
     assert record.scale_out_events == record.scale_in_events == 0
@@ -66,17 +68,30 @@ def test_conversion_absorbs_the_burst_while_prefillers_start(burst_scenario: sco
 
 
 def test_scale_in_drains_after_the_burst(burst_scenario: scoreboard.Scenario) -> None:
-    record, outcome = scoreboard.run_one(burst_scenario, "tokenscale-no-conversion")
+    # Sized for the current demand alone (the default 600 s demand window would hold the burst's count).
+    settings = burst_scenario.settings_for("tokenscale-no-conversion")
+    settings = dataclasses.replace(
+        settings, tokenscale=dataclasses.replace(settings.tokenscale, demand_window_seconds=0)
+    )
+    initial_prefill, initial_decode = burst_scenario.initial_counts()
+    outcome = loop.run_policy(
+        trace=burst_scenario.trace,
+        settings=settings,
+        initial_prefill=initial_prefill,
+        initial_decode=initial_decode,
+        cluster_config=loop.cluster_config_for(settings, cold_start_seconds=burst_scenario.cold_start_seconds),
+    )
     provisioned = outcome.timeline.prefill_provisioned
-    assert record.scale_in_events > 0
+    assert outcome.scale_in_events > 0
     assert provisioned[-1] < max(provisioned)
-    assert record.completed == record.requests
+    assert outcome.outcomes.finish_seconds.size == len(burst_scenario.trace)
+    assert not np.any(np.isnan(outcome.outcomes.finish_seconds))
 
 
 def test_oracle_replay_follows_its_schedule_with_instant_starts(burst_scenario: scoreboard.Scenario) -> None:
     _, outcome = scoreboard.run_one(burst_scenario, scoreboard.ORACLE_POLICY)
     timeline = outcome.timeline
-    schedule = burst_scenario.oracle_schedule
+    schedule = burst_scenario.oracle.schedule
     for k in range(0, 240, 10):
         prefill, decode = schedule.at(timeline.seconds[k])
         assert timeline.prefill_ready[k] == prefill

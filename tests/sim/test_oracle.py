@@ -1,4 +1,4 @@
-"""The oracle: per-bin instance counts from peak velocities, and its cost."""
+"""The oracle: the demand bound (per-bin counts from peak velocities), and the plan that meets the SLO target."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import pytest
 
 from tokenscale.api.profiles import load_profile
 from tokenscale.core import velocity
+from tokenscale.core.settings import ScalingSettings
 from tokenscale.sim import oracle
-from tokenscale.sim.traces import Trace
+from tokenscale.sim.report import attainment
+from tokenscale.sim.scoreboard import Scenario
+from tokenscale.sim.traces import Trace, burst_trace
 
 
 def _trace(times: list[float], inputs: list[int], outputs: list[int], span: float) -> Trace:
@@ -60,3 +63,86 @@ def test_oracle_never_goes_below_the_minimum() -> None:
     )
     assert schedule.prefill_instances.tolist() == [2] * 6
     assert schedule.decode_instances.tolist() == [3] * 6
+
+
+def test_demand_plan_sizes_prefill_per_second_and_spreads_decode_over_its_bins() -> None:
+    profile = load_profile("llama-3.1-8b-h100")
+    v_p = velocity.prefill_tokens_per_second(perf=profile.perf, prompt_tokens=2000)
+    # Second 3: 2000-token prompts worth 2.5 prefillers for one second (-> 3); second 12: one prompt (-> 1).
+    many = math.ceil(2.5 * v_p / 2000)
+    times = [3.5] * many + [12.0]
+    trace = _trace(times, [2000] * len(times), [10] * len(times), 20.0)
+    plan = oracle.demand_plan(trace=trace, profile=profile, tpot_slo_seconds=0.1, horizon_seconds=20.0)
+    bound = oracle.oracle_schedule(trace=trace, profile=profile, tpot_slo_seconds=0.1, horizon_seconds=20.0)
+    assert plan.bin_seconds == 1.0
+    assert plan.prefill_instances.tolist() == [1, 1, 1, 3] + [1] * 16
+    # Decode keeps the 10 s bins of the demand bound, one value per second.
+    assert plan.decode_instances.tolist() == [bound.decode_instances[0]] * 10 + [bound.decode_instances[1]] * 10
+
+
+@pytest.fixture(scope="module")
+def burst() -> tuple[Trace, ScalingSettings]:
+    # 40 req/s of 200-token prompts, and 20 s at 8x from t = 30 s: a short prompt has 0.25 s, about one full
+    # prefill step, so the per-second demand plan misses during the burst.
+    trace = burst_trace(
+        base_rate_per_second=40,
+        burst_factor=8,
+        burst_seconds=20,
+        period_seconds=1000,
+        duration_seconds=90,
+        seed=3,
+        first_burst_seconds=30,
+        input_tokens=200,
+        output_tokens=50,
+    )
+    scenario = Scenario.prepare(trace_name="burst", trace=trace, profile=load_profile("llama-3.1-8b-h100"))
+    return trace, scenario.settings_for("static")
+
+
+@pytest.mark.parametrize("target", [pytest.param(0.9, id="90%"), pytest.param(0.99, id="99%")])
+def test_the_oracle_meets_its_target_with_instant_starts(burst: tuple[Trace, ScalingSettings], target: float) -> None:
+    trace, settings = burst
+    found = oracle.find_oracle(trace=trace, settings=settings, target_attainment=target)
+    start = oracle.demand_plan(trace=trace, profile=settings.profile, tpot_slo_seconds=0.1, horizon_seconds=90.0)
+    replayed = oracle.replay(trace=trace, settings=settings, schedule=found.schedule)
+    attained = attainment(outcomes=replayed.outcomes, slo=settings.slo).slo
+    assert found.replays > 1  # the starting plan misses the target: the search had to add instances
+    assert attained >= target
+    assert attained == found.slo_attainment
+    assert replayed.gpu_seconds / 3600 == found.gpu_hours
+    assert np.all(found.schedule.prefill_instances >= start.prefill_instances)
+    assert found.gpu_hours >= found.lower_bound_gpu_hours
+
+
+def test_a_higher_target_never_gives_a_smaller_plan(burst: tuple[Trace, ScalingSettings]) -> None:
+    trace, settings = burst
+    low = oracle.find_oracle(trace=trace, settings=settings, target_attainment=0.9)
+    high = oracle.find_oracle(trace=trace, settings=settings, target_attainment=0.99)
+    assert np.all(high.schedule.prefill_instances >= low.schedule.prefill_instances)
+    assert np.all(high.schedule.decode_instances >= low.schedule.decode_instances)
+    assert high.gpu_hours > low.gpu_hours
+
+
+def test_a_starting_plan_that_meets_the_target_is_kept(burst: tuple[Trace, ScalingSettings]) -> None:
+    trace, settings = burst
+    start = oracle.demand_plan(trace=trace, profile=settings.profile, tpot_slo_seconds=0.1, horizon_seconds=90.0)
+    replayed = oracle.replay(trace=trace, settings=settings, schedule=start)
+    reached = attainment(outcomes=replayed.outcomes, slo=settings.slo).slo
+    found = oracle.find_oracle(trace=trace, settings=settings, target_attainment=reached)
+    assert found.replays == 1
+    assert found.schedule.prefill_instances.tolist() == start.prefill_instances.tolist()
+    assert found.slo_attainment == reached
+
+
+def test_the_search_stops_after_max_replays(burst: tuple[Trace, ScalingSettings]) -> None:
+    trace, settings = burst
+    found = oracle.find_oracle(trace=trace, settings=settings, target_attainment=1.0, max_replays=2)
+    assert found.replays == 2
+    assert found.slo_attainment < 1.0
+
+
+@pytest.mark.parametrize("target", [pytest.param(0.0, id="zero"), pytest.param(1.01, id="above-one")])
+def test_a_target_outside_zero_to_one_is_an_error(burst: tuple[Trace, ScalingSettings], target: float) -> None:
+    trace, settings = burst
+    with pytest.raises(ValueError, match="target_attainment"):
+        oracle.find_oracle(trace=trace, settings=settings, target_attainment=target)

@@ -386,18 +386,21 @@ class TokenScalePolicySpec(_Model):
         le=86_400,
         description="A pod is never converted for longer than this; the operator restores it afterwards.",
     )
-    prefill_chunk_tokens: int = Field(
-        default=512,
+    prefill_chunk_tokens: int | None = Field(
+        default=None,
         ge=16,
         le=65_536,
-        description="Prefill tokens per decode step on a converted decoder (restricted chunked prefill).",
+        description="Most prefill tokens per decode step on a converted decoder (restricted chunked prefill); "
+        "unset: as many as keep the mixed step within tpotHeadroomRatio of the TPOT objective, up to the "
+        "engine's token budget.",
     )
     tpot_headroom_ratio: float = Field(
         default=0.8,
         gt=0,
         le=1,
-        description="A decoder converts only while its decode step plus one prefill chunk stays within this "
-        "share of the TPOT objective, so decode keeps its objective.",
+        description="A converted decoder's mixed step (its decode step plus the prefill chunk) stays within this "
+        "share of the TPOT objective, so decode keeps its objective; a decoder converts only if that leaves room "
+        "for a chunk of at least 16 tokens.",
     )
     conversion_kv_reserve_ratio: float = Field(
         default=0.15,
@@ -405,6 +408,25 @@ class TokenScalePolicySpec(_Model):
         lt=1,
         description="Share of a converted decoder's KV cache held for burst prefills; decode sizing adds "
         "that much decoder capacity back.",
+    )
+    backlog_drain_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="Prefill sizing drains the waiting prompt tokens within this many seconds; unset: the "
+        "tightest TTFT objective (the prefill queue is first come, first served).",
+    )
+    demand_quantile: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description="Prefillers are sized for this quantile of the prefill demand over demandWindowSeconds.",
+    )
+    demand_window_seconds: float = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description="Window of the demand quantile; 0 sizes for the current demand alone.",
     )
 
     def to_core(self) -> core_settings.TokenScaleSettings:

@@ -106,6 +106,10 @@ def simulate(
         float | None, typer.Option("--cold-start", min=0.0, help="Cold start seconds; default: the profile's.")
     ] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Runs in parallel processes.")] = 1,
+    oracle_target: Annotated[
+        float,
+        typer.Option("--oracle-target", min=0.01, max=1.0, help="SLO attainment the oracle's plan must reach (0-1)."),
+    ] = 0.95,
 ) -> None:
     """Replay traces through the simulated PD cluster under each policy; print the scoreboard."""
     console = Console(stderr=True)
@@ -124,13 +128,16 @@ def simulate(
             seed=seed,
             duration_seconds=duration,
             cold_start_seconds=cold_start,
+            oracle_target=oracle_target,
         )
         for name, data in loaded_traces
         for prof in loaded_profiles
     ]
-    if any(name in scoreboard.GOODPUT_POLICIES for name in names):
+    with console.status("searching the oracle's plans (and goodputs)"):
         for scenario in scenarios:
-            _ = scenario.distserve  # DistServe's goodputs by simulation, once per scenario
+            _ = scenario.oracle  # once per scenario, here rather than in each worker
+            if any(name in scoreboard.GOODPUT_POLICIES for name in names):
+                _ = scenario.distserve  # per-instance goodputs by simulation
     jobs_list = [(scenario, name) for scenario in scenarios for name in names]
     results: list[tuple[scoreboard.RunRecord, loop.RunOutcome]] = []
     with Progress(

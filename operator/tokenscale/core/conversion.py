@@ -1,20 +1,22 @@
 """Convertible decoders: which decode pods take prefill work during a burst, and when they go back.
 
-All of this is [reconstructed] (algorithms.md §1.5: the paper states the mechanism, not its rules).
+The mechanism is TokenScale's [paper]; every rule below is [reconstructed] (algorithms.md §1.5).
 
 - Ready prefill capacity ``cap_P = N_P,ready · min(V_P, V_N)``; the arriving rate λ is TokenScale's sizing
   rate (the higher of the window and recent estimates).
-- A converted decoder runs *restricted chunked prefill*: each decode step also prefills ``c`` =
-  ``prefill_chunk_tokens`` tokens, so its step takes ``t = ITL(B, K) + t_prefill(c)`` (the profile's
-  `PerfModel`, with the pod's running requests B and KV tokens K = usage × capacity) and it adds
-  ``V_conv = c / t`` prefill tokens/s.
+- A converted decoder runs *restricted chunked prefill*: each decode step also prefills a chunk of ``c`` tokens.
+  The chunk shares the step's fixed cost (scheduler, weight read), so the step takes
+  ``t(c) = ITL(B, K) + t_marg(c)`` with ``t_marg(c) = b·c + c₂·c²`` (`PerfModel.prefill_chunk_ms`; B the pod's
+  running requests, K = KV usage × capacity). The chunk budget is the largest ``c`` with ``t(c) ≤ τ · TPOT``
+  (`chunk_budget_tokens`), at most ``prefill_chunk_tokens`` when set, else the engine's token budget; the pod
+  then adds ``V_conv = c / t(c)`` prefill tokens/s. The simulator sizes each mixed step with the same function.
 - **Convert** when ``λ > h · cap_P``: Ready decode pods with fresh metrics, least decode load first (running
-  requests, then KV usage, then name), each only if ``t ≤ τ · TPOT`` (decode keeps its objective), until
-  ``cap_P + Σ V_conv ≥ λ`` or ``convertible_decoders_max`` pods are converted.
+  requests, then KV usage, then name), each only if its budget is at least `MIN_CHUNK_TOKENS` (decode keeps its
+  objective), until ``cap_P + Σ V_conv ≥ λ`` or ``convertible_decoders_max`` pods are converted.
 - **Restore** a converted pod when (in this order) it has been converted ``max_conversion_seconds`` (it then
-  rests as long before it may convert again), its step exceeds the TPOT objective itself, or λ has stayed below
-  ``l · cap_P`` (converted capacity not counted: enough new prefillers are Ready) for ``restore_after_ticks``
-  ticks (then all are restored).
+  rests as long before it may convert again), its decode step leaves no room for `MIN_CHUNK_TOKENS` within the
+  TPOT objective itself (hysteresis against τ), or λ has stayed below ``l · cap_P`` (converted capacity not
+  counted: enough new prefillers are Ready) for ``restore_after_ticks`` ticks (then all are restored).
 
 A pod's conversion time is its ``converted_since_seconds`` (set by whoever flipped its label) or else the time
 this module first saw or made it converted.
@@ -22,6 +24,7 @@ this module first saw or made it converted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,14 +34,20 @@ from tokenscale.core.settings import ScalingSettings
 from tokenscale.core.types import Observation, PodView, Reason, Role, ServingRole
 
 __all__ = [
+    "MIN_CHUNK_TOKENS",
     "ConversionPlan",
     "ConversionState",
+    "chunk_budget_tokens",
     "conversion_in_use",
     "converted_prefill_tokens_per_second",
     "expired_conversions",
     "mixed_step_ms",
     "plan_conversion",
 ]
+
+MIN_CHUNK_TOKENS = 16
+"""The smallest prefill chunk worth a mixed step: one KV block (16 tokens in vLLM). A decoder converts only if its
+budget reaches it, and a converted one always prefills at least this much per step, so its prompts progress."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +70,50 @@ class ConversionPlan:
     reasons: tuple[Reason, ...]
 
 
-def mixed_step_ms(*, perf: PerfModel, pod: PodView, chunk_tokens: int) -> float:
-    """One decode step of ``pod`` with a prefill chunk of ``chunk_tokens`` added, in ms."""
-    kv_tokens = pod.kv_cache_usage_ratio * perf.kv_capacity_tokens
-    return perf.decode_step_ms(kv_tokens=kv_tokens, sequences=pod.requests_running) + perf.prefill_ms(
-        tokens=chunk_tokens
+def chunk_budget_tokens(*, perf: PerfModel, room_ms: float, cap_tokens: int, prior_tokens: float = 0.0) -> int:
+    """The largest whole ``c`` in ``[0, cap_tokens]`` with ``perf.prefill_chunk_ms(c, prior_tokens) ≤ room_ms``.
+
+    ``room_ms`` is what the step may still spend on prefill (e.g. ``τ · TPOT − ITL``); the chunk pays no fixed cost.
+    Solves ``c₂·c² + (b + 2·c₂·p)·c − room ≤ 0`` for its positive root, then checks the integers around it.
+    """
+    if room_ms <= 0.0 or cap_tokens <= 0:
+        return 0
+    quadratic = perf.prefill_ms_per_token_squared
+    linear = perf.prefill_ms_per_token + 2.0 * quadratic * prior_tokens
+    if quadratic > 0.0:
+        root = (-linear + math.sqrt(linear * linear + 4.0 * quadratic * room_ms)) / (2.0 * quadratic)
+    elif linear > 0.0:
+        root = room_ms / linear
+    else:
+        return cap_tokens
+    tokens = min(cap_tokens, math.floor(root))
+    while tokens > 0 and perf.prefill_chunk_ms(tokens=tokens, prior_tokens=prior_tokens) > room_ms:
+        tokens -= 1
+    while tokens < cap_tokens and perf.prefill_chunk_ms(tokens=tokens + 1, prior_tokens=prior_tokens) <= room_ms:
+        tokens += 1
+    return tokens
+
+
+def _decode_step_ms(*, perf: PerfModel, pod: PodView) -> float:
+    return perf.decode_step_ms(
+        kv_tokens=pod.kv_cache_usage_ratio * perf.kv_capacity_tokens, sequences=pod.requests_running
     )
 
 
+def _chunk_for(*, perf: PerfModel, pod: PodView, step_limit_ms: float, cap_tokens: int) -> int:
+    """The pod's chunk budget: the largest chunk keeping its mixed step within ``step_limit_ms``."""
+    return chunk_budget_tokens(
+        perf=perf, room_ms=step_limit_ms - _decode_step_ms(perf=perf, pod=pod), cap_tokens=cap_tokens
+    )
+
+
+def mixed_step_ms(*, perf: PerfModel, pod: PodView, chunk_tokens: int) -> float:
+    """One decode step of ``pod`` with a prefill chunk of ``chunk_tokens`` folded in: ``ITL(B, K) + t_marg(c)``."""
+    return _decode_step_ms(perf=perf, pod=pod) + perf.prefill_chunk_ms(tokens=chunk_tokens)
+
+
 def converted_prefill_tokens_per_second(*, perf: PerfModel, pod: PodView, chunk_tokens: int) -> float:
-    """``V_conv = c / t``: prefill tokens/s a converted decoder adds at its current decode load."""
+    """``V_conv = c / t(c)``: prefill tokens/s a converted decoder adds at its current decode load."""
     return 1000.0 * chunk_tokens / mixed_step_ms(perf=perf, pod=pod, chunk_tokens=chunk_tokens)
 
 
@@ -133,8 +176,9 @@ def plan_conversion(
     now = observation.now_seconds
     knobs = settings.tokenscale
     perf = settings.profile.perf
-    chunk = knobs.prefill_chunk_tokens
+    cap = knobs.prefill_chunk_tokens if knobs.prefill_chunk_tokens is not None else perf.max_num_batched_tokens
     tpot_ms = 1000.0 * settings.slo.tpot_seconds
+    headroom_ms = knobs.tpot_headroom_ratio * tpot_ms
     converted = _converted(observation)
     remembered = dict(state.converted_since)
     resting = {name: t for name, t in state.resting_since if now - t < knobs.max_conversion_seconds}
@@ -156,12 +200,15 @@ def plan_conversion(
                     Role.DECODE,
                 )
             )
-        elif pod.load_known and mixed_step_ms(perf=perf, pod=pod, chunk_tokens=chunk) > tpot_ms:
+        elif (
+            pod.load_known and _chunk_for(perf=perf, pod=pod, step_limit_ms=tpot_ms, cap_tokens=cap) < MIN_CHUNK_TOKENS
+        ):
             restore.append(pod.name)
             found.append(
                 Reason(
                     reasons.CONVERSION_BREAKS_TPOT,
-                    f"{pod.name} step with a {chunk}-token chunk exceeds TPOT {tpot_ms:g} ms",
+                    f"{pod.name} decode step {_decode_step_ms(perf=perf, pod=pod):.0f} ms leaves no room for a "
+                    f"{MIN_CHUNK_TOKENS}-token chunk within TPOT {tpot_ms:g} ms",
                     Role.DECODE,
                 )
             )
@@ -185,8 +232,14 @@ def plan_conversion(
 
     restored = set(restore)
     remaining = [p for p in converted if p.name not in restored]
+    # A converted pod prefills at least MIN_CHUNK_TOKENS per step even when decode leaves less room.
     converted_capacity = sum(
-        converted_prefill_tokens_per_second(perf=perf, pod=p, chunk_tokens=chunk) for p in remaining
+        converted_prefill_tokens_per_second(
+            perf=perf,
+            pod=p,
+            chunk_tokens=max(MIN_CHUNK_TOKENS, _chunk_for(perf=perf, pod=p, step_limit_ms=headroom_ms, cap_tokens=cap)),
+        )
+        for p in remaining
     )
     convert: list[str] = []
     if arriving_prompt_tokens_per_second > knobs.activate_ratio * ready_prefill_tokens_per_second:
@@ -195,7 +248,8 @@ def plan_conversion(
         for pod in _candidates(observation.decode.pods, restored | set(resting)):
             if deficit <= 0 or slots <= 0:
                 break
-            if mixed_step_ms(perf=perf, pod=pod, chunk_tokens=chunk) > knobs.tpot_headroom_ratio * tpot_ms:
+            chunk = _chunk_for(perf=perf, pod=pod, step_limit_ms=headroom_ms, cap_tokens=cap)
+            if chunk < MIN_CHUNK_TOKENS:
                 continue
             gained = converted_prefill_tokens_per_second(perf=perf, pod=pod, chunk_tokens=chunk)
             convert.append(pod.name)

@@ -46,6 +46,14 @@ class PerfModel:
             self.prefill_fixed_ms + self.prefill_ms_per_token * tokens + self.prefill_ms_per_token_squared * tokens**2
         )
 
+    def prefill_chunk_ms(self, *, tokens: float, prior_tokens: float = 0.0) -> float:
+        """Marginal time of a chunk of ``tokens`` in a step that already pays the fixed cost (scheduler, weight
+        read), such as a decode step it is folded into: ``b·l + c·(l² + 2·p·l)``, the linear term and the chunk's
+        attention over itself and the ``prior_tokens`` p of its prompt already prefilled."""
+        return self.prefill_ms_per_token * tokens + self.prefill_ms_per_token_squared * (
+            tokens * tokens + 2.0 * prior_tokens * tokens
+        )
+
     def batch_prefill_ms(self, *, chunk_tokens: tuple[float, ...]) -> float:
         """Time of one prefill step over several requests' chunks: one fixed cost, linear in the total, and each
         chunk's own attention (quadratic) term."""

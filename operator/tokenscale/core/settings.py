@@ -111,11 +111,18 @@ class TokenScaleSettings:
     - ``deactivate_ratio`` l: restore once arriving prompt tokens/s stay below l × Ready prefill capacity
       (converted pods not counted) for ``restore_after_ticks`` ticks.
     - ``max_conversion_seconds``: no pod stays converted longer.
-    - ``prefill_chunk_tokens``: prefill tokens a converted decoder adds to each decode step.
-    - ``tpot_headroom_ratio`` τ: a decoder is converted only while its decode step plus one chunk stays within
-      τ × TPOT objective; it is restored when that step exceeds the objective itself.
+    - ``prefill_chunk_tokens``: most prefill tokens a converted decoder adds to one decode step; ``None`` (the
+      default): as many as keep the mixed step within τ × TPOT, up to the engine's token budget.
+    - ``tpot_headroom_ratio`` τ: a converted decoder's mixed step (decode step + chunk, which pays no second
+      fixed cost) stays within τ × TPOT objective; a decoder converts only if that leaves a chunk of at least one
+      KV block, and is restored when its decode step alone leaves no such room within the objective itself.
     - ``conversion_kv_reserve_ratio``: share of a converted decoder's KV held for burst prefills, which the
       decode sizing makes up for with extra decoders.
+    - ``backlog_drain_seconds``: the prefill sizing drains the waiting prompt tokens within this time; ``None``
+      (the default): the tightest TTFT objective of the SLO (the prefill queue is FIFO).
+    - ``demand_quantile`` q and ``demand_window_seconds`` W: prefillers are sized for the q-quantile of the
+      prefill demand seen over the last W seconds (the current tick's alone with W = 0, as the paper's formula),
+      so capacity a burst needed stays while bursts recur, and a spike shorter than (1 − q)·W starts nothing.
     """
 
     convertible_decoders_max: int = 2
@@ -123,9 +130,18 @@ class TokenScaleSettings:
     deactivate_ratio: float = 0.9
     restore_after_ticks: int = 2
     max_conversion_seconds: float = 300.0
-    prefill_chunk_tokens: int = 512
+    prefill_chunk_tokens: int | None = None
     tpot_headroom_ratio: float = 0.8
     conversion_kv_reserve_ratio: float = 0.15
+    backlog_drain_seconds: float | None = None
+    demand_quantile: float = 0.95
+    demand_window_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.demand_quantile <= 1.0:
+            raise ValueError("demand_quantile must be in (0, 1]")
+        if self.demand_window_seconds < 0:
+            raise ValueError("demand_window_seconds must not be negative")
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,20 +107,34 @@ def histogram_delta(histograms: Sequence[Histogram]) -> Histogram | None:
     Only the trailing run with the newest bucket bounds is used (bounds that change mean a reconfigured engine).
     A reset is a falling ``count``; per bucket the increase is ``Σ_segments last − first`` as for counters.
     ``None`` when fewer than two histograms share the newest bounds.
+
+    A scraper that reuses the very same object for an unchanged histogram (the simulator does) makes consecutive
+    repeats free: they are skipped by identity, and a window of one object gives the zero delta at once.
     """
     if not histograms:
         return None
-    bounds = histograms[-1].bucket_upper_bounds
+    newest = histograms[-1]
+    bounds = newest.bucket_upper_bounds
+    # Walk back over the trailing run with the newest bounds, keeping each distinct object once (newest first).
+    distinct = [newest]
     start = len(histograms) - 1
-    while start > 0 and ((earlier := histograms[start - 1].bucket_upper_bounds) is bounds or earlier == bounds):
-        start -= 1
-    if start > len(histograms) - 2:
+    for index in range(start - 1, -1, -1):
+        histogram = histograms[index]
+        if histogram is not distinct[-1]:
+            earlier = histogram.bucket_upper_bounds
+            if earlier is not bounds and earlier != bounds:
+                break
+            distinct.append(histogram)
+        start = index
+    if start == len(histograms) - 1:
         return None
-    first = histograms[start]
+    if len(distinct) == 1:
+        return Histogram(bounds, (0.0,) * len(bounds), 0.0, 0.0)
+    distinct.reverse()
+    first = distinct[0]
     segment_lasts: list[Histogram] = []
     previous = first
-    for index in range(start + 1, len(histograms)):
-        histogram = histograms[index]
+    for histogram in itertools.islice(distinct, 1, None):
         if histogram.count < previous.count:
             segment_lasts.append(previous)
         previous = histogram

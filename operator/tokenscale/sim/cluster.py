@@ -62,8 +62,9 @@ class ClusterConfig:
     """Seconds from a scale-out decision to a Ready instance; None uses the profile's (perfmodel.md §6)."""
     disaggregation_overhead_seconds: float = DEFAULT_DISAGGREGATION_OVERHEAD_SECONDS
     """Fixed latency added before prefill (proxy, scheduling, KV handshake); counts in TTFT."""
-    converted_chunk_tokens: int = 512
-    """Most prefill tokens a converted decoder adds to one decode step (TokenScale's restricted chunked prefill)."""
+    converted_chunk_tokens: int | None = None
+    """Most prefill tokens a converted decoder adds to one decode step (TokenScale's restricted chunked prefill);
+    None: as many as the TPOT headroom allows, up to the engine's token budget."""
     converted_step_tpot_fraction: float = 0.8
     """A converted decoder's mixed step stays within this fraction of the TPOT objective (algorithms.md §1.5, τ)."""
     converted_kv_reserve_ratio: float = 0.15
@@ -133,6 +134,11 @@ class Cluster:
         self._names = {Role.PREFILL: 0, Role.DECODE: 0}
         self._order = 0
         self._step_budget_ms = 1000.0 * self.config.converted_step_tpot_fraction * self.config.tpot_slo_seconds
+        self._chunk_cap_tokens = (
+            self.config.converted_chunk_tokens
+            if self.config.converted_chunk_tokens is not None
+            else perf.max_num_batched_tokens
+        )
         self.completed = 0
         self.conversions = 0
 
@@ -413,7 +419,7 @@ class Cluster:
                 self._push(self.now_seconds, _PREFILL_STEP_START, prefiller)
                 return
         for decoder in self.decoders:
-            if decoder.converted and decoder.serving and decoder.prefilling_tokens < self.config.converted_chunk_tokens:
+            if decoder.converted and decoder.serving and decoder.prefilling_tokens < self._pull_limit(decoder):
                 if not decoder.running:
                     self._plan(decoder, self.now_seconds)
                 else:
@@ -431,16 +437,17 @@ class Cluster:
         else:
             self._remove_if_drained(prefiller)
 
+    def _pull_limit(self, decoder: DecodeInstance) -> int:
+        """Prompt tokens a converted decoder may hold for prefill: one step's budget at its current decode load."""
+        return decoder.prefill_budget_tokens(step_budget_ms=self._step_budget_ms, cap_tokens=self._chunk_cap_tokens)
+
     def _pull_for_conversion(self, decoder: DecodeInstance) -> None:
-        """A converted decoder takes prompts from the queue's head while it has less than one chunk to prefill
-        and KV room for them (its whole cache: the burst reserve is for exactly this)."""
+        """A converted decoder takes prompts from the queue's head while it has less than one step's chunk to
+        prefill and KV room for them (its whole cache: the burst reserve is for exactly this)."""
         queue = self.prefill_queue
         capacity = self.perf.kv_capacity_tokens
-        while (
-            queue
-            and decoder.prefilling_tokens < self.config.converted_chunk_tokens
-            and decoder.fits(queue[0], kv_capacity_tokens=capacity)
-        ):
+        limit = self._pull_limit(decoder)
+        while queue and decoder.prefilling_tokens < limit and decoder.fits(queue[0], kv_capacity_tokens=capacity):
             request = queue.popleft()
             self._set_home(request, None)
             decoder.admit(request)
@@ -498,7 +505,7 @@ class Cluster:
             decoder.base_seconds = now
         if decoder.converted and decoder.serving:
             self._pull_for_conversion(decoder)
-        end = decoder.plan_segment(chunk_tokens=self.config.converted_chunk_tokens, step_budget_ms=self._step_budget_ms)
+        end = decoder.plan_segment(cap_tokens=self._chunk_cap_tokens, step_budget_ms=self._step_budget_ms)
         if end is not None:
             self._push(end, _DECODE_SEGMENT_END, decoder, decoder.segment_version)
 

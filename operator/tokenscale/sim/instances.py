@@ -14,9 +14,10 @@ the operator's sizing share one model:
   form an arithmetic series, so the decoder jumps over whole segments in closed form instead of simulating each
   step: ``T(n) = n·s₀ + q·n(n−1)/2`` with ``s₀ = a + b·K + c·B`` and ``q = b·B`` (ms);
 - a **converted** decoder (a convertible decoder taking prefill work) pulls prompts from the shared prefill queue
-  and adds a restricted prefill chunk to each decode step: at most ``chunk_tokens``, and no more than keeps the
-  step within ``τ · TPOT`` (decode has priority); the chunk costs its linear and attention terms (the step's fixed
-  cost is the decode step's); a request prefilled there stays there to decode (its KV is local, no transfer).
+  and adds a restricted prefill chunk to each decode step: no more than keeps the step within ``τ · TPOT``
+  (`tokenscale.core.conversion.chunk_budget_tokens`, the planner's own function; decode has priority), at most a
+  configured cap; the chunk costs its linear and attention terms (the step's fixed cost is the decode step's);
+  a request prefilled there stays there to decode (its KV is local, no transfer).
 
 KV admission: a decoder takes a request when its reserved KV (input + output tokens of every admitted request)
 plus the newcomer's fits ``kv_capacity_tokens`` and fewer than ``max_num_seqs`` are admitted. Reserving the whole
@@ -34,6 +35,7 @@ import math
 from collections import deque
 from typing import Final
 
+from tokenscale.core import conversion
 from tokenscale.core.profile import PerfModel
 from tokenscale.core.types import Histogram, Role
 
@@ -183,13 +185,6 @@ class Instance:
     def observe_ttft(self, seconds: float) -> None:
         _observe(self.ttft_hist, TIME_TO_FIRST_TOKEN_BUCKETS_SECONDS, seconds)
         self.ttft_sum_seconds += seconds
-
-
-def _prefill_chunk_ms(perf: PerfModel, prior_tokens: int, chunk_tokens: int) -> float:
-    """The variable prefill cost of a chunk: linear term plus attention over itself and its prior context."""
-    return perf.prefill_ms_per_token * chunk_tokens + perf.prefill_ms_per_token_squared * (
-        chunk_tokens * chunk_tokens + 2.0 * prior_tokens * chunk_tokens
-    )
 
 
 class PrefillInstance(Instance):
@@ -481,26 +476,33 @@ class DecodeInstance(Instance):
         self.sum_join_step += self.steps
         heapq.heappush(self.finishing, (self.steps + request.output_tokens - 1, request.index, request))
 
-    def plan_segment(self, *, chunk_tokens: int, step_budget_ms: float) -> float | None:
+    def prefill_budget_tokens(self, *, step_budget_ms: float, cap_tokens: int) -> int:
+        """Prefill tokens the next step may take: with decodes in the batch, the largest chunk keeping the mixed step
+        within ``step_budget_ms`` (`tokenscale.core.conversion.chunk_budget_tokens`, at most ``cap_tokens``, at
+        least `MIN_CHUNK_TOKENS`); without, a whole engine step."""
+        if not self.batch_size:
+            return self.perf.max_num_batched_tokens
+        s0, _ = self._step_ms()
+        budget = conversion.chunk_budget_tokens(perf=self.perf, room_ms=step_budget_ms - s0, cap_tokens=cap_tokens)
+        return max(budget, conversion.MIN_CHUNK_TOKENS)
+
+    def plan_segment(self, *, cap_tokens: int, step_budget_ms: float) -> float | None:
         """Schedule the next segment from the base boundary; returns its end time, or None when idle.
 
-        With prefill work (converted), the segment is one mixed step whose prefill chunk keeps the step within
-        ``step_budget_ms`` (at most ``chunk_tokens``; a step without decodes may use the whole engine budget).
+        With prefill work (converted), the segment is one mixed step. With decodes in the batch, its chunks (at most
+        ``cap_tokens`` in all) keep the step within ``step_budget_ms``, each chunk priced with its attention over
+        the prompt already prefilled; decode has priority, but the first chunk gets at least `MIN_CHUNK_TOKENS` so
+        the prefill progresses. Without decodes it is a whole prefill step (engine budget, the prefill fixed cost).
         Otherwise it runs pure decode steps until the first request finishes.
         """
         self.segment_version += 1
         perf = self.perf
         if self.prefilling:
             s0, _ = self._step_ms()
-            if self.batch_size:
-                room_ms = step_budget_ms - s0
-                budget = min(chunk_tokens, int(room_ms / perf.prefill_ms_per_token)) if room_ms > 0 else 0
-                # Decode has priority, but the prefill must progress: at least one block of 16 tokens per step.
-                budget = max(budget, 16)
-                base_ms = s0
-            else:
-                budget = perf.max_num_batched_tokens
-                base_ms = perf.prefill_fixed_ms
+            decoding = self.batch_size > 0
+            budget = min(cap_tokens, perf.max_num_batched_tokens) if decoding else perf.max_num_batched_tokens
+            room_ms = step_budget_ms - s0
+            base_ms = s0 if decoding else perf.prefill_fixed_ms
             chunk_ms = 0.0
             plan = self.segment_prefill
             for request in self.prefilling:
@@ -508,10 +510,17 @@ class DecodeInstance(Instance):
                     break
                 remaining = request.input_tokens - request.prefilled_tokens
                 chunk = remaining if remaining <= budget else budget
+                if decoding:
+                    fits = conversion.chunk_budget_tokens(
+                        perf=perf, room_ms=room_ms - chunk_ms, cap_tokens=chunk, prior_tokens=request.prefilled_tokens
+                    )
+                    chunk = fits if plan else max(fits, min(chunk, conversion.MIN_CHUNK_TOKENS))
+                    if chunk <= 0:
+                        break
                 plan.append((request, chunk))
-                chunk_ms += _prefill_chunk_ms(perf, request.prefilled_tokens, chunk)
+                chunk_ms += perf.prefill_chunk_ms(tokens=chunk, prior_tokens=request.prefilled_tokens)
                 budget -= chunk
-            self.segment_end_step = self.steps + (1 if self.batch_size else 0)
+            self.segment_end_step = self.steps + (1 if decoding else 0)
             self.segment_end_seconds = self.base_seconds + (base_ms + chunk_ms) / 1000.0
             return self.segment_end_seconds
         if self.batch_size == 0:

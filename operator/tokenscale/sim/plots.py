@@ -64,7 +64,7 @@ def write_plots(*, scenario: Scenario, runs: Sequence[tuple[RunRecord, RunOutcom
     load_axis.plot(minutes, _smooth(first.arriving_prompt_tokens_per_second, _SMOOTH_SECONDS) / 1000.0, color="k")
     load_axis.set_ylabel("arriving prompt\nktokens/s (10 s mean)")
     load_axis.set_title(f"{scenario.trace_name} x{scenario.rate_scale:g} on {scenario.profile.name}")
-    schedule = scenario.oracle_schedule
+    schedule = scenario.oracle.schedule
     bins = np.arange(len(schedule.prefill_instances)) * schedule.bin_seconds / 60.0
     prefill_axis.step(bins, schedule.prefill_instances, where="post", color="0.6", label="oracle schedule", linewidth=2)
     decode_axis.step(bins, schedule.decode_instances, where="post", color="0.6", label="oracle schedule", linewidth=2)

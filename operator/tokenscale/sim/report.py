@@ -15,7 +15,7 @@ import numpy.typing as npt
 from tokenscale.core.settings import SLO
 from tokenscale.sim.cluster import RequestOutcomes
 
-__all__ = ["Attainment", "attainment", "percentile", "ttft_objectives_seconds"]
+__all__ = ["Attainment", "attainment", "objectives_met", "percentile", "ttft_objectives_seconds"]
 
 
 def ttft_objectives_seconds(*, slo: SLO, input_tokens: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
@@ -35,16 +35,21 @@ class Attainment:
     slo: float
 
 
-def attainment(*, outcomes: RequestOutcomes, slo: SLO) -> Attainment:
-    n = len(outcomes.arrival_seconds)
-    if n == 0:
-        return Attainment(ttft=1.0, tpot=1.0, slo=1.0)
+def objectives_met(*, outcomes: RequestOutcomes, slo: SLO) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Per request: (TTFT within its tier's objective, TPOT within the objective); both false if unfinished."""
     finished = ~np.isnan(outcomes.finish_seconds)
     with np.errstate(invalid="ignore"):
         ttft_ok = (outcomes.ttft_seconds <= ttft_objectives_seconds(slo=slo, input_tokens=outcomes.input_tokens)) & (
             finished
         )
         tpot_ok = (outcomes.tpot_seconds <= slo.tpot_seconds) & finished
+    return ttft_ok, tpot_ok
+
+
+def attainment(*, outcomes: RequestOutcomes, slo: SLO) -> Attainment:
+    if len(outcomes.arrival_seconds) == 0:
+        return Attainment(ttft=1.0, tpot=1.0, slo=1.0)
+    ttft_ok, tpot_ok = objectives_met(outcomes=outcomes, slo=slo)
     return Attainment(
         ttft=float(ttft_ok.mean()),
         tpot=float(tpot_ok.mean()),

@@ -3,15 +3,18 @@
 Conditions shared by every policy of a (trace, profile) pair:
 
 - the trace, rate-scaled by ``rate_scale`` (`tokenscale.sim.traces.scale_rate`, seeded) and cut at ``duration``;
-- the oracle (`tokenscale.sim.oracle`) of that trace, which also sizes the start and the bounds: the run starts
-  with the oracle's largest counts over the first minute, Ready (a warm service, the same for all);
-  ``max_replicas`` is ``max(16, 2 × the oracle's peak)`` per role, ``min_replicas`` 1;
-- the static baseline holds the oracle's peak counts from the start (provisioned for the worst bin);
+- the demand bound of that trace (`tokenscale.sim.oracle.oracle_schedule`: per 10 s bin, the fewest instances
+  covering its mean demand), which sizes the start and the bounds: the run starts with its largest counts over the
+  first minute, Ready (a warm service, the same for all); ``max_replicas`` is ``max(16, 2 × its peak)`` per role,
+  ``min_replicas`` 1;
+- the static baseline holds the demand bound's peak counts from the start (provisioned for the worst 10 s bin);
+- the oracle (`tokenscale.sim.oracle.find_oracle`): the cheapest plan found that meets ``oracle_target`` (0.95) of
+  the SLO with instant starts; every run's cost is also given as a ratio to its GPU-hours;
 - DistServe's per-instance goodputs come from `tokenscale.sim.goodput` on the trace's lengths (its own method);
 - SLO: TokenScale's tiers (< 256 tokens 0.25 s, < 1024 0.4 s, else 2 s) and TPOT 0.1 s; tick 1 s; window 10 s;
   the generic behaviour (`tokenscale.core.settings.Behavior`) and every policy's own defaults.
 
-The pseudo-policy ``oracle`` replays the oracle's schedule with instant starts, to show the bound's own attainment.
+The pseudo-policy ``oracle`` replays the oracle's plan with instant starts (its attainment is at least the target).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from tokenscale.core import conversion
 from tokenscale.core import settings as core_settings
 from tokenscale.core.policies import registry
 from tokenscale.core.profile import Profile
+from tokenscale.core.types import PodView, Role, ServingRole
 from tokenscale.sim import goodput, loop, oracle, report, traces
 
 __all__ = [
@@ -37,14 +42,17 @@ __all__ = [
     "ORACLE_POLICY",
     "RunRecord",
     "Scenario",
+    "convertible_decoder_count",
     "markdown_table",
+    "pressure_tested_heteroscale",
     "run_one",
     "runs_json",
     "scoreboard_policy_names",
 ]
 
-GOODPUT_POLICIES = ("distserve", "tokenscale-prefill-only")
-"""Policies that size with DistServe's goodputs (`Scenario.distserve`)."""
+GOODPUT_POLICIES = ("distserve", "heteroscale", "tokenscale-prefill-only")
+"""Policies configured from the per-instance goodputs (`Scenario.distserve`): DistServe's own sizing, HeteroScale's
+pressure-tested ratio and target, the ablation's DistServe-style decode sizing."""
 ORACLE_POLICY = "oracle"
 """The pseudo-policy that replays the oracle's schedule with instant starts."""
 
@@ -65,9 +73,10 @@ class Scenario:
     profile: Profile
     rate_scale: float
     seed: int
-    oracle_schedule: oracle.OracleSchedule
+    demand_bound: oracle.OracleSchedule
     slo: core_settings.SLO
     cold_start_seconds: float | None
+    oracle_target: float = oracle.DEFAULT_TARGET_ATTAINMENT
 
     @classmethod
     def prepare(
@@ -82,6 +91,7 @@ class Scenario:
         cold_start_seconds: float | None = None,
         slo: core_settings.SLO | None = None,
         oracle_bin_seconds: float = oracle.DEFAULT_BIN_SECONDS,
+        oracle_target: float = oracle.DEFAULT_TARGET_ATTAINMENT,
     ) -> Scenario:
         scaled = trace if rate_scale == 1.0 else traces.scale_rate(trace, factor=rate_scale, seed=seed)
         if duration_seconds is not None:
@@ -94,33 +104,104 @@ class Scenario:
             horizon_seconds=scaled.span_seconds,
             bin_seconds=oracle_bin_seconds,
         )
-        return cls(trace_name, scaled, profile, rate_scale, seed, schedule, objectives, cold_start_seconds)
+        return cls(
+            trace_name, scaled, profile, rate_scale, seed, schedule, objectives, cold_start_seconds, oracle_target
+        )
 
     @functools.cached_property
     def distserve(self) -> core_settings.DistServeSettings:
         """DistServe's goodputs on this trace and profile (`tokenscale.sim.goodput`), computed once when needed."""
         return goodput.distserve_settings(trace=self.trace, profile=self.profile, slo=self.slo, seed=self.seed)
 
-    def initial_counts(self) -> tuple[int, int]:
-        """The oracle's largest counts over the first minute."""
-        bins = max(1, math.ceil(_WARM_START_SECONDS / self.oracle_schedule.bin_seconds))
-        return (
-            int(self.oracle_schedule.prefill_instances[:bins].max()),
-            int(self.oracle_schedule.decode_instances[:bins].max()),
+    @functools.cached_property
+    def oracle(self) -> oracle.Oracle:
+        """The oracle of this trace and profile (`tokenscale.sim.oracle.find_oracle`), found once when needed; it
+        does not depend on the cold start (its instances start instantly)."""
+        return oracle.find_oracle(
+            trace=self.trace, settings=self.settings_for("static"), target_attainment=self.oracle_target
         )
 
+    def initial_counts(self) -> tuple[int, int]:
+        """The demand bound's largest counts over the first minute."""
+        bins = max(1, math.ceil(_WARM_START_SECONDS / self.demand_bound.bin_seconds))
+        return (
+            int(self.demand_bound.prefill_instances[:bins].max()),
+            int(self.demand_bound.decode_instances[:bins].max()),
+        )
+
+    def with_cold_start(self, cold_start_seconds: float | None) -> Scenario:
+        """This scenario at another cold start, keeping what was already found (the oracle and the goodputs do
+        not depend on it: the oracle starts instantly, the goodputs come from fixed instances)."""
+        other = dataclasses.replace(self, cold_start_seconds=cold_start_seconds)
+        for name in ("oracle", "distserve"):
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
+
+    @property
+    def profile_for_runs(self) -> Profile:
+        """The profile with the runs' cold start, so that policies know how long a new instance takes."""
+        if self.cold_start_seconds is None:
+            return self.profile
+        perf = dataclasses.replace(self.profile.perf, cold_start_seconds=self.cold_start_seconds)
+        return dataclasses.replace(self.profile, perf=perf)
+
     def settings_for(self, policy: str) -> core_settings.ScalingSettings:
-        peak_prefill, peak_decode = self.oracle_schedule.peak()
-        return core_settings.ScalingSettings(
+        peak_prefill, peak_decode = self.demand_bound.peak()
+        profile = self.profile_for_runs
+        base = core_settings.ScalingSettings(
             policy=policy,
             prefill=core_settings.RoleBounds(min_replicas=1, max_replicas=max(16, 2 * peak_prefill)),
             decode=core_settings.RoleBounds(min_replicas=1, max_replicas=max(16, 2 * peak_decode)),
             behavior=core_settings.Behavior(),
             slo=self.slo,
-            profile=self.profile,
+            profile=profile,
             static=core_settings.StaticSettings(prefill_replicas=peak_prefill, decode_replicas=peak_decode),
             distserve=self.distserve if policy in GOODPUT_POLICIES else None,
         )
+        if policy == "heteroscale":
+            return dataclasses.replace(base, heteroscale=pressure_tested_heteroscale(self.distserve, self.trace))
+        if policy.startswith("tokenscale"):
+            count = convertible_decoder_count(trace=self.trace, settings=base)
+            return dataclasses.replace(
+                base, tokenscale=dataclasses.replace(base.tokenscale, convertible_decoders_max=count)
+            )
+        return base
+
+
+def pressure_tested_heteroscale(
+    goodputs: core_settings.DistServeSettings, trace: traces.Trace
+) -> core_settings.HeteroScaleSettings:
+    """HeteroScale's ratio and per-decoder target from a pressure test of the workload, as its paper sets them
+    (reference/algorithms.md §2.3, Algorithm 1): the per-instance goodputs at the SLO (`tokenscale.sim.goodput`,
+    one instance under the trace's lengths), ``r = goodput_D / goodput_P`` prefillers per decoder and
+    ``T_D = goodput_D · mean output tokens`` generation tokens/s per decoder."""
+    decode = goodputs.decode_goodput_requests_per_second
+    return core_settings.HeteroScaleSettings(
+        prefill_to_decode_ratio=decode / goodputs.prefill_goodput_requests_per_second,
+        target_decode_tokens_per_second=decode * float(np.mean(trace.output_tokens)),
+    )
+
+
+def convertible_decoder_count(
+    *, trace: traces.Trace, settings: core_settings.ScalingSettings, quantile: float = 0.99, bin_seconds: float = 10.0
+) -> int:
+    """TokenScale's static count of convertible decoders, set offline from the trace's burst ratio
+    (reference/algorithms.md §1.5): ``C = ceil((λ_q − λ_mean) / V_conv)``, λ the prompt tokens/s per 10 s bin
+    (q = 0.99), ``V_conv`` what an idle decoder adds converted (`tokenscale.core.conversion`); at least 1."""
+    bins = max(1, math.ceil(trace.span_seconds / bin_seconds))
+    index = np.minimum((trace.arrival_seconds // bin_seconds).astype(np.int64), bins - 1)
+    rates = np.bincount(index, weights=trace.input_tokens.astype(np.float64), minlength=bins) / bin_seconds
+    burst = float(np.quantile(rates, quantile)) - float(np.mean(rates))
+    perf = settings.profile.perf
+    idle = PodView(name="idle", role=Role.DECODE, serving_role=ServingRole.DECODE, ready=True, load_known=True)
+    headroom_ms = 1000.0 * settings.tokenscale.tpot_headroom_ratio * settings.slo.tpot_seconds
+    cap = settings.tokenscale.prefill_chunk_tokens or perf.max_num_batched_tokens
+    chunk = conversion.chunk_budget_tokens(
+        perf=perf, room_ms=headroom_ms - perf.decode_step_ms(kv_tokens=0.0, sequences=0.0), cap_tokens=cap
+    )
+    added = conversion.converted_prefill_tokens_per_second(perf=perf, pod=idle, chunk_tokens=chunk)
+    return max(1, math.ceil(burst / added - 1e-9))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +225,7 @@ class RunRecord:
     tpot_p99_seconds: float | None
     gpu_hours: float
     oracle_gpu_hours: float
+    oracle_lower_bound_gpu_hours: float
     cost_vs_oracle: float
     mean_prefill_instances: float
     mean_decode_instances: float
@@ -165,29 +247,30 @@ def run_one(
     scenario: Scenario, policy: str, *, on_tick: Callable[[float], None] | None = None
 ) -> tuple[RunRecord, loop.RunOutcome]:
     """Run ``policy`` (a core policy name or ``oracle``) on ``scenario``; the record and the raw outcome."""
-    initial_prefill, initial_decode = scenario.initial_counts()
     is_oracle = policy == ORACLE_POLICY
     settings = scenario.settings_for("static" if is_oracle else policy)
     config = loop.cluster_config_for(settings, cold_start_seconds=0.0 if is_oracle else scenario.cold_start_seconds)
+    found = scenario.oracle
     if is_oracle:
-        initial_prefill, initial_decode = scenario.oracle_schedule.at(0.0)
-    elif settings.static is not None and policy == "static":
-        # A fixed provisioning is in place from the start; it never pays a cold start.
-        initial_prefill, initial_decode = settings.static.prefill_replicas, settings.static.decode_replicas
-    outcome = loop.run_policy(
-        trace=scenario.trace,
-        settings=settings,
-        initial_prefill=initial_prefill,
-        initial_decode=initial_decode,
-        cluster_config=config,
-        schedule=scenario.oracle_schedule.at if is_oracle else None,
-        on_tick=on_tick,
-    )
+        outcome = oracle.replay(trace=scenario.trace, settings=settings, schedule=found.schedule, on_tick=on_tick)
+    else:
+        initial_prefill, initial_decode = scenario.initial_counts()
+        if settings.static is not None and policy == "static":
+            # A fixed provisioning is in place from the start; it never pays a cold start.
+            initial_prefill, initial_decode = settings.static.prefill_replicas, settings.static.decode_replicas
+        outcome = loop.run_policy(
+            trace=scenario.trace,
+            settings=settings,
+            initial_prefill=initial_prefill,
+            initial_decode=initial_decode,
+            cluster_config=config,
+            on_tick=on_tick,
+        )
     scores = report.attainment(outcomes=outcome.outcomes, slo=scenario.slo)
     ttft = outcome.outcomes.ttft_seconds
     tpot = outcome.outcomes.tpot_seconds
     gpu_hours = outcome.gpu_seconds / 3600.0
-    oracle_hours = scenario.oracle_schedule.gpu_hours
+    oracle_hours = found.gpu_hours
     timeline = outcome.timeline
     within = np.asarray(timeline.seconds) <= outcome.horizon_seconds
     record = RunRecord(
@@ -210,6 +293,7 @@ def run_one(
         tpot_p99_seconds=_round(report.percentile(tpot, 99)),
         gpu_hours=round(gpu_hours, 6),
         oracle_gpu_hours=round(oracle_hours, 6),
+        oracle_lower_bound_gpu_hours=round(found.lower_bound_gpu_hours, 6),
         cost_vs_oracle=round(gpu_hours / oracle_hours, 6) if oracle_hours > 0 else math.nan,
         mean_prefill_instances=round(float(np.mean(np.asarray(timeline.prefill_provisioned)[within])), 6),
         mean_decode_instances=round(float(np.mean(np.asarray(timeline.decode_provisioned)[within])), 6),

@@ -36,7 +36,7 @@ TOY_PERF = PerfModel(
     max_num_seqs=256,
     max_num_batched_tokens=1000,
     gpus_per_instance=1,
-    cold_start_seconds=30,
+    cold_start_seconds=0,  # instant: TokenScale's scale-in hold (at least one cold start) is then the behaviour's
 )
 # V_P 10k, V_N 20k tok/s per prefiller (min 10k); V_D by output column: 40k, 20k, 10k tok/s per decoder.
 TOY_VELOCITIES = Velocities(

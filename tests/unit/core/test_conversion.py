@@ -1,9 +1,11 @@
 """Convertible decoders: how many, which, when they go back.
 
-Toy numbers (tests/unit/core/helpers.py) with 500-token chunks: a decoder running B requests takes
-10 + 0.1·B + 15 ms per mixed step, so it adds 500 / step prefill tokens/s (20k at B = 0, 16.7k at B = 50);
-it may convert while the step is <= 0.8 x 100 ms (B <= 550) and is restored above 100 ms (B > 750).
-Each Ready prefiller gives 10k tok/s.
+Toy numbers (tests/unit/core/helpers.py): a decode step over B requests takes 10 + 0.1·B ms and a chunk of c
+prefill tokens folded into it 0.01·c ms more (no second fixed cost). With chunks capped at 500 tokens, the budget
+within 0.8 × 100 ms is min(500, (70 − 0.1·B) / 0.01) tokens: 500 up to B = 650, 20 at B = 698, 10 at B = 699 (below
+the 16-token minimum: no conversion). A converted decoder adds 500 / (15 + 0.1·B ms) prefill tokens/s (33.3k at
+B = 0, 25k at B = 50). It is restored once its decode step leaves fewer than 16 tokens of room within 100 ms:
+(90 − 0.1·B) / 0.01 < 16, i.e. B >= 899. Each Ready prefiller gives 10k tok/s.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from tests.unit.core.helpers import decode_pods, load, make_settings, observation, pod, prefill_pods
 
 from tokenscale.core import conversion, reasons
+from tokenscale.core.profile import PerfModel
 from tokenscale.core.settings import ScalingSettings, TokenScaleSettings
 from tokenscale.core.types import PodView, ServingRole
 
@@ -44,8 +47,8 @@ def plan(
 @pytest.mark.parametrize(
     ("running", "expected"),
     [
-        pytest.param(0, 20_000.0, id="idle-decoder"),  # 500 / 25 ms
-        pytest.param(50, 500 / 0.030, id="busy-decoder"),  # 500 / 30 ms
+        pytest.param(0, 500 / 0.015, id="idle-decoder"),  # 500 / (10 + 5 ms)
+        pytest.param(50, 25_000.0, id="busy-decoder"),  # 500 / (15 + 5 ms)
     ],
 )
 def test_converted_capacity_is_chunk_over_mixed_step(running: float, expected: float) -> None:
@@ -56,13 +59,13 @@ def test_converted_capacity_is_chunk_over_mixed_step(running: float, expected: f
 
 
 def test_burst_converts_least_loaded_decoders_until_covered() -> None:
-    # 45k arriving vs 20k Ready: 25k short. d1 (B=0) gives 20k, d2 (B=50) 16.7k: covered after two.
+    # 65k arriving vs 20k Ready: 45k short. d1 (B=0) gives 33.3k, d2 (B=50) 25k: covered after two.
     decoders = (pod("d0", running=100), pod("d1", running=0), pod("d2", running=50), pod("d3", running=200))
-    got, state = plan(decoders, 45_000)
+    got, state = plan(decoders, 65_000)
     assert got.convert_pods == ("d1", "d2")
     assert got.restore_pods == ()
     assert got.converted_after == 2
-    assert got.converted_prefill_tokens_per_second == pytest.approx(20_000 + 500 / 0.030)
+    assert got.converted_prefill_tokens_per_second == pytest.approx(500 / 0.015 + 25_000)
     assert [r.code for r in got.reasons] == [reasons.BURST_CONVERSION]
     assert dict(state.converted_since) == {"d1": NOW, "d2": NOW}
 
@@ -74,10 +77,19 @@ def test_conversion_stops_at_the_cap() -> None:
     assert [r.code for r in got.reasons] == [reasons.BURST_CONVERSION, reasons.CONVERSION_CAPPED]
 
 
-def test_decoder_without_tpot_headroom_is_skipped() -> None:
-    # d0 runs 600: 10 + 60 + 15 = 85 ms > 80 ms; d1 at 100 runs 35 ms
-    got, _ = plan((pod("d0", running=600), pod("d1", running=100)), 25_000)
-    assert got.convert_pods == ("d1",)
+@pytest.mark.parametrize(
+    ("running", "converts", "capacity"),
+    [
+        # 10 + 69.8 ms of decode leaves 0.2 ms: a 20-token chunk, 20 / 80 ms
+        pytest.param(698, True, 250.0, id="room-for-20-tokens"),
+        # 10 + 69.9 ms leaves 0.1 ms: 10 tokens, below the 16-token minimum
+        pytest.param(699, False, 0.0, id="room-for-10-tokens"),
+    ],
+)
+def test_decoder_converts_only_with_room_for_a_minimum_chunk(running: int, converts: bool, capacity: float) -> None:
+    got, _ = plan((pod("d0", running=running),), 25_000)
+    assert got.convert_pods == (("d0",) if converts else ())
+    assert got.converted_prefill_tokens_per_second == pytest.approx(capacity)
 
 
 @pytest.mark.parametrize(
@@ -99,9 +111,9 @@ def test_no_conversion_below_the_high_water_mark() -> None:
 
 
 def test_already_converted_capacity_counts() -> None:
-    # d0 converted (20k): 20k Ready + 20k converted still 5k short of 45k -> one more
+    # d0 converted (33.3k): 20k Ready + 33.3k converted still 6.7k short of 60k -> one more
     decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=NOW - 5), *decode_pods(3)[1:])
-    got, _ = plan(decoders, 45_000)
+    got, _ = plan(decoders, 60_000)
     assert got.convert_pods == ("d1",)
     assert got.converted_after == 2
 
@@ -150,12 +162,18 @@ def test_low_water_count_restarts_when_load_returns() -> None:
     assert state.low_water_ticks == 0
 
 
-def test_converted_decoder_breaking_tpot_is_restored() -> None:
-    # 800 running: 10 + 80 + 15 = 105 ms > 100 ms
-    decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=NOW - 10, running=800),)
+@pytest.mark.parametrize(
+    ("running", "restored"),
+    [
+        pytest.param(898, False, id="room-for-20-tokens-within-tpot"),  # 10 + 89.8 ms: 0.2 ms left
+        pytest.param(899, True, id="room-for-10-tokens-within-tpot"),  # 10 + 89.9 ms: 0.1 ms left
+    ],
+)
+def test_converted_decoder_without_room_within_tpot_is_restored(running: int, restored: bool) -> None:
+    decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=NOW - 10, running=running),)
     got, _ = plan(decoders, 45_000)
-    assert got.restore_pods == ("d0",)
-    assert reasons.CONVERSION_BREAKS_TPOT in [r.code for r in got.reasons]
+    assert got.restore_pods == (("d0",) if restored else ())
+    assert (reasons.CONVERSION_BREAKS_TPOT in [r.code for r in got.reasons]) is restored
 
 
 def test_expired_conversions_need_no_load() -> None:
@@ -166,3 +184,43 @@ def test_expired_conversions_need_no_load() -> None:
     )
     obs = observation(now=NOW, prefill=prefill_pods(1), decode=decoders, signals=None)
     assert conversion.expired_conversions(settings=SETTINGS, observation=obs) == ("d0",)
+
+
+QWEN_A100 = dataclasses.replace(
+    SETTINGS.profile.perf, prefill_fixed_ms=25.0, prefill_ms_per_token=0.10, prefill_ms_per_token_squared=9e-7
+)
+
+
+@pytest.mark.parametrize(
+    ("perf", "room_ms", "cap", "prior", "expected"),
+    [
+        pytest.param(SETTINGS.profile.perf, 70.0, 10_000, 0.0, 7000, id="linear-70ms"),  # 70 / 0.01
+        pytest.param(SETTINGS.profile.perf, 70.0, 500, 0.0, 500, id="linear-capped"),
+        pytest.param(SETTINGS.profile.perf, 0.0, 500, 0.0, 0, id="no-room"),
+        pytest.param(SETTINGS.profile.perf, -5.0, 500, 0.0, 0, id="step-already-over"),
+        # 0.1·c + 9e-7·c² <= 59: 586 gives 58.909 ms, 587 gives 59.010 ms
+        pytest.param(QWEN_A100, 59.0, 8192, 0.0, 586, id="quadratic"),
+        # after 4000 prompt tokens: 0.1·c + 9e-7·(c² + 8000·c) <= 59: 547 gives 58.907 ms, 548 gives 59.016 ms
+        pytest.param(QWEN_A100, 59.0, 8192, 4000.0, 547, id="quadratic-with-prior-context"),
+    ],
+)
+def test_chunk_budget_is_the_largest_chunk_within_the_room(
+    perf: PerfModel, room_ms: float, cap: int, prior: float, expected: int
+) -> None:
+    assert conversion.chunk_budget_tokens(perf=perf, room_ms=room_ms, cap_tokens=cap, prior_tokens=prior) == expected
+
+
+def test_mixed_step_pays_no_second_fixed_cost() -> None:
+    # B = 50: decode 15 ms, a 500-token chunk 5 ms (the 10 ms prefill fixed cost is the decode step's own)
+    assert conversion.mixed_step_ms(perf=SETTINGS.profile.perf, pod=pod("d", running=50), chunk_tokens=500) == (
+        pytest.approx(20.0)
+    )
+
+
+def test_automatic_chunk_fills_the_headroom_up_to_the_engine_budget() -> None:
+    # No cap: min(engine budget 1000, (70 - 0.1·B) / 0.01). B = 0: 1000 tokens in 20 ms (50k tok/s);
+    # B = 650: 500 tokens in 80 ms (6.25k tok/s).
+    automatic = make_settings(tokenscale=dataclasses.replace(KNOBS, prefill_chunk_tokens=None))
+    got, _ = plan((pod("d0", running=0), pod("d1", running=650)), 200_000, settings=automatic)
+    assert got.convert_pods == ("d0", "d1")
+    assert got.converted_prefill_tokens_per_second == pytest.approx(50_000 + 6_250)

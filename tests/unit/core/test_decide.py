@@ -10,7 +10,7 @@ from tests.unit.core.helpers import decode_pods, load, make_settings, observatio
 
 from tokenscale.core import decide, reasons
 from tokenscale.core.policies import registry
-from tokenscale.core.settings import Behavior, DistServeSettings, RoleBounds, StaticSettings
+from tokenscale.core.settings import Behavior, DistServeSettings, RoleBounds, StaticSettings, TokenScaleSettings
 from tokenscale.core.types import Action, Decision, ServingRole
 
 POLICIES = registry.policy_names()
@@ -121,8 +121,12 @@ def test_registry_holds_the_published_names() -> None:
 
 
 def _flapping(stabilization_seconds: float) -> list[int]:
-    """Prefill counts under load that jumps between 45k and 15k tok/s every 5 s, for two minutes."""
-    settings = make_settings(behavior=Behavior(scale_in_stabilization_seconds=stabilization_seconds))
+    """Prefill counts under load that jumps between 45k and 15k tok/s every 5 s, for two minutes (TokenScale sizing
+    for the current demand alone, so that only the guard smooths)."""
+    settings = make_settings(
+        behavior=Behavior(scale_in_stabilization_seconds=stabilization_seconds),
+        tokenscale=TokenScaleSettings(demand_window_seconds=0.0),
+    )
     state = decide.initial_state(settings=settings)
     replicas, counts = 5, []
     for second in range(120):

@@ -134,7 +134,8 @@ LOW = load(generation=2_000.0)  # u = 0.2: I_D = 2
 def test_soft_scale_in_withdraws_observes_then_removes_the_withdrawn_pods() -> None:
     cluster = Cluster(SETTINGS)
     start = cluster.tick(1000.0, LOW)
-    # gap 10 - 2 = 8, damped by half: 4 decoders go; prefill to ceil(0.5 x 6) = 3. Least loaded first.
+    # decode: gap 10 - 2 = 8, damped by half: 4 go; prefill: its share ceil(0.5 x 2) = 1, gap 4, half: 2 go.
+    # Least loaded first.
     assert codes(start) == [reasons.SOFT_SCALE_IN_STARTED]
     assert (start.prefill_replicas, start.decode_replicas) == (5, 10)
     assert start.withdraw_pods == ("p0", "p1", "d0", "d1", "d2", "d3")
@@ -196,8 +197,8 @@ def test_zero_observation_period_scales_in_directly() -> None:
 def test_scale_in_steps_are_limited_by_the_behaviour() -> None:
     settings = dataclasses.replace(SETTINGS, behavior=dataclasses.replace(SETTINGS.behavior, max_scale_down_step=2))
     decision = once(obs(LOW), settings)
-    # decode 10 -> 8 (at most 2 per tick), prefill to the ratio: ceil(0.5 x 8) = 4
-    assert decision.withdraw_pods == ("p0", "d0", "d1")
+    # decode 10 -> 8 (half the gap is 4, at most 2 per tick); prefill 5 -> 3 (half its gap of 4 to ceil(0.5 x 2))
+    assert decision.withdraw_pods == ("p0", "p1", "d0", "d1")
 
 
 def test_zero_load_scales_in_to_the_minimum_over_time() -> None:
@@ -211,3 +212,18 @@ def test_zero_load_scales_in_to_the_minimum_over_time() -> None:
         decision, state = decide.decide(settings=settings, observation=o, state=state)
         prefill, decode = decision.prefill_replicas, decision.decode_replicas
     assert (prefill, decode) == (1, 1)
+
+
+def test_the_ratio_splits_the_capacity_demand_before_rounding() -> None:
+    # T_D 1000, r 2.5; 1200 decode tok/s is 1.2 decoders of demand: D = ceil(1.2) = 2, P = ceil(2.5 x 1.2) = 3
+    # (the ratio applied to the rounded decoders would ask ceil(2.5 x 2) = 5 prefillers)
+    settings = make_settings("heteroscale", heteroscale=dataclasses.replace(KNOBS, prefill_to_decode_ratio=2.5))
+    decision = once(obs(load(generation=1_200.0), prefill=1, decode=1), settings)
+    assert (decision.prefill_replicas, decision.decode_replicas) == (3, 2)
+    assert codes(decision) == [reasons.DECODE_THROUGHPUT]
+
+
+def test_a_busy_prefill_share_alone_scales_out() -> None:
+    # D = 10 decoders at 0.9 x target (inside the band), but P = 3 holds 0.5 x 9 = 4.5 prefillers of demand: 1.5 x
+    decision = once(obs(load(generation=9_000.0), prefill=3, decode=10))
+    assert (decision.prefill_replicas, decision.decode_replicas) == (5, 10)

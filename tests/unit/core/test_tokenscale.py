@@ -12,7 +12,8 @@ import pytest
 from tests.unit.core.helpers import decode_pods, load, make_settings, observation, pod, prefill_pods
 
 from tokenscale.core import decide, reasons
-from tokenscale.core.settings import DistServeSettings, RoleBounds, TokenScaleSettings
+from tokenscale.core.policies import registry, tokenscale
+from tokenscale.core.settings import SLO, Behavior, DistServeSettings, RoleBounds, TokenScaleSettings
 from tokenscale.core.types import Action, Decision, LoadSignals, Observation, ServingRole
 
 
@@ -77,22 +78,23 @@ BURST_KNOBS = TokenScaleSettings(prefill_chunk_tokens=500, convertible_decoders_
 
 
 def test_burst_onset_converts_and_raises_prefill_in_the_same_tick() -> None:
-    # 2 Ready prefillers (20k) see 45k arriving: convert d1 (idle, +20k) and d2 (B=50, +16.7k); prefill to 5
+    # 2 Ready prefillers (20k) see 65k arriving: convert d1 (idle, 500 tokens per 15 ms step: +33.3k) and d2
+    # (B=50, per 20 ms: +25k); prefill to 7
     decoders = (pod("d0", running=100), pod("d1"), pod("d2", running=50))
-    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=load(12_000, recent=45_000))
+    obs = observation(prefill=prefill_pods(2), decode=decoders, signals=load(12_000, recent=65_000))
     decision = run(obs, tokenscale=BURST_KNOBS)
     assert decision.action is Action.CONVERT
     assert decision.convert_pods == ("d1", "d2")
-    assert decision.prefill_replicas == 5
+    assert decision.prefill_replicas == 7
     assert decision.inputs["ready_prefill_capacity_tokens_per_second"] == 20_000
-    assert decision.inputs["converted_prefill_capacity_tokens_per_second"] == pytest.approx(20_000 + 500 / 0.03)
+    assert decision.inputs["converted_prefill_capacity_tokens_per_second"] == pytest.approx(500 / 0.015 + 25_000)
 
 
 def test_converted_decoders_raise_decode_by_their_kv_reserve() -> None:
     # 36k in bucket (1, 1) = 1.8 decoders; + 2 converted x 0.15 = 2.1 -> 3 (2 without conversion)
     decoders = (pod("d0", running=100), pod("d1"), pod("d2", running=50))
     signals = dataclasses.replace(
-        load(12_000, recent=45_000), bucket_tokens_per_second=(0, 0, 0, 0, 36_000.0, 0, 0, 0, 0)
+        load(12_000, recent=65_000), bucket_tokens_per_second=(0, 0, 0, 0, 36_000.0, 0, 0, 0, 0)
     )
     obs = observation(prefill=prefill_pods(2), decode=decoders, signals=signals)
     assert run(obs, tokenscale=BURST_KNOBS).recommended_decode_replicas == 3
@@ -127,7 +129,7 @@ def test_prefill_only_variant_sizes_decode_from_the_request_rate() -> None:
 def test_max_conversion_time_restores_across_ticks() -> None:
     settings = make_settings(tokenscale=dataclasses.replace(BURST_KNOBS, max_conversion_seconds=30))
     state = decide.initial_state(settings=settings)
-    burst = load(45_000)
+    burst = load(65_000)  # 45k beyond Ready prefill: d0 (33.3k) and d1 (B=10: 500 per 16 ms, 31.3k) convert
     decoders = (pod("d0"), pod("d1", running=10))
     converted_at: dict[str, float] = {}
     restored_at: dict[str, float] = {}
@@ -146,3 +148,111 @@ def test_max_conversion_time_restores_across_ticks() -> None:
     # both converted at 100 (no timestamp on the pods: remembered), restored exactly 30 s later
     assert restored_at == {"d0": 130, "d1": 130}
     assert converted_at == {}
+
+
+def waiting(signals: LoadSignals, requests: float) -> LoadSignals:
+    return dataclasses.replace(signals, requests_waiting=requests)
+
+
+@pytest.mark.parametrize(
+    ("signals", "drain_seconds", "expected"),
+    [
+        # 20 waiting x 1000 tokens within the tightest objective, 0.25 s, whatever the mean prompt's own tier
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), None, 80_000.0, id="tightest-objective"),
+        pytest.param(waiting(load(0, mean_prompt=2000), 5), None, 40_000.0, id="long-prompts-too"),
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), 10.0, 2_000.0, id="configured-10s"),
+        pytest.param(load(0, mean_prompt=1000), None, 0.0, id="no-backlog"),
+    ],
+)
+def test_backlog_drains_within_the_tightest_objective(
+    signals: LoadSignals, drain_seconds: float | None, expected: float
+) -> None:
+    settings = make_settings(tokenscale=TokenScaleSettings(backlog_drain_seconds=drain_seconds))
+    assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(expected)
+
+
+def test_backlog_drain_follows_the_configured_tiers() -> None:
+    # tiers 0.5 s (< 512 tokens) and 3 s: 10 x 1000 tokens within 0.5 s
+    settings = make_settings(slo=SLO(ttft_tiers=((512, 0.5), (8192, 3.0))))
+    signals = waiting(load(0, mean_prompt=1000), 10)
+    assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(20_000.0)
+
+
+def test_prefillers_cover_arrivals_and_the_backlog_drain() -> None:
+    # 12k arriving + 10 x 1000 waiting over 0.25 s (40k) = 52k at 10k per prefiller: 6 (2 without the backlog)
+    assert run(steady(waiting(load(12_000), 10))).recommended_prefill_replicas == 6
+    assert run(steady(load(12_000))).recommended_prefill_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("demands", "quantile", "expected"),
+    [
+        pytest.param([], 0.95, 0.0, id="empty"),
+        pytest.param([7.0], 0.95, 7.0, id="one-value"),
+        pytest.param([5.0, 1.0, 3.0, 2.0, 4.0], 0.5, 3.0, id="median-of-five"),
+        pytest.param([float(v) for v in range(101)], 0.95, 95.0, id="q95-of-0-to-100"),
+        pytest.param([10.0, 20.0], 0.25, 12.5, id="interpolated"),  # rank 0.25 between 10 and 20
+        pytest.param([10.0, 20.0, 90.0], 1.0, 90.0, id="q1-is-the-max"),
+    ],
+)
+def test_demand_quantile_interpolates_order_statistics(demands: list[float], quantile: float, expected: float) -> None:
+    history = tuple((float(t), d) for t, d in enumerate(demands))
+    assert tokenscale.demand_quantile(history=history, quantile=quantile) == pytest.approx(expected)
+
+
+def test_demand_history_keeps_only_the_window() -> None:
+    history = ((0.0, 1.0), (5.0, 2.0), (10.0, 3.0))
+    # at 12 s with a 10 s window: entries after 2 s stay
+    got = tokenscale.record_demand(history=history, now_seconds=12.0, demand_tokens_per_second=4.0, window_seconds=10)
+    assert got == ((5.0, 2.0), (10.0, 3.0), (12.0, 4.0))
+    # a 0 s window keeps only the current tick
+    assert tokenscale.record_demand(
+        history=history, now_seconds=12.0, demand_tokens_per_second=4.0, window_seconds=0
+    ) == ((12.0, 4.0),)
+
+
+def _prefill_over(arrivals: list[float], knobs: TokenScaleSettings) -> list[int]:
+    """Recommended prefillers, one tick per second, for the given arriving prompt tokens/s."""
+    settings = make_settings(tokenscale=knobs)
+    state = decide.initial_state(settings=settings)
+    counts = []
+    for second, arriving in enumerate(arrivals):
+        obs = observation(now=float(second), prefill=prefill_pods(2), decode=decode_pods(2), signals=load(arriving))
+        decision, state = decide.decide(settings=settings, observation=obs, state=state)
+        counts.append(decision.recommended_prefill_replicas)
+    return counts
+
+
+def test_a_spike_shorter_than_the_quantile_starts_nothing_a_sustained_burst_does() -> None:
+    knobs = TokenScaleSettings(demand_quantile=0.95, demand_window_seconds=600)
+    # 100 s at 10k (1 prefiller), then 90k. With k ticks of 90k among n = 100 + k, the q0.95 rank 0.95·(n − 1)
+    # reaches the first 90k (sorted index 100) past n − k − 1 = 99: k = 5 gives rank 98.8 (still 10k), k = 6 rank
+    # 99.75 (10k + 0.75 x 80k = 70k: 7 prefillers), k = 7 rank 100.7 (90k: 9).
+    counts = _prefill_over([10_000.0] * 100 + [90_000.0] * 7, knobs)
+    assert counts[100:] == [1, 1, 1, 1, 1, 7, 9]
+    # The current demand alone (the paper's formula) follows the spike at once.
+    assert _prefill_over([10_000.0] * 100 + [90_000.0], TokenScaleSettings(demand_window_seconds=0))[100] == 9
+
+
+def test_the_burst_level_holds_while_it_stays_in_the_top_of_the_window() -> None:
+    knobs = TokenScaleSettings(demand_quantile=0.9, demand_window_seconds=100)
+    # 30 s at 90k then 10k: the window's top 10% stay at 90k until fewer than ~10 of the 100 ticks carry it
+    counts = _prefill_over([90_000.0] * 30 + [10_000.0] * 120, knobs)
+    assert counts[30 + 60] == 9  # 30 of the last 100 ticks are still 90k
+    assert counts[-1] == 1  # the burst has left the window
+
+
+@pytest.mark.parametrize(
+    ("behaviour_seconds", "cold_start_seconds", "expected"),
+    [
+        pytest.param(60.0, 100.0, 100.0, id="cold-start-longer"),
+        pytest.param(60.0, 30.0, 60.0, id="behaviour-longer"),
+    ],
+)
+def test_scale_in_is_held_at_least_one_cold_start(
+    behaviour_seconds: float, cold_start_seconds: float, expected: float
+) -> None:
+    base = make_settings(behavior=Behavior(scale_in_stabilization_seconds=behaviour_seconds))
+    perf = dataclasses.replace(base.profile.perf, cold_start_seconds=cold_start_seconds)
+    settings = dataclasses.replace(base, profile=dataclasses.replace(base.profile, perf=perf))
+    assert registry.get_policy("tokenscale").stabilization_seconds(settings=settings) == expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 import operator
 
@@ -106,6 +107,27 @@ def test_histogram_delta_uses_only_the_newest_bounds() -> None:
     old = _hist((100, 200), 50.0, other)
     delta = windows.histogram_delta([old, _hist((1, 1, 1, 1), 0.1), _hist((2, 2, 3, 3), 0.3)])
     assert delta == Histogram(BOUNDS, (1, 1, 2, 2), pytest.approx(0.2), 2)
+
+
+_A = _hist((1, 2, 3, 4), 2.0)
+_B = _hist((3, 6, 8, 10), 5.0)
+
+
+@pytest.mark.parametrize(
+    ("histograms", "expected"),
+    [
+        pytest.param([_A, _A, _A], Histogram(BOUNDS, (0, 0, 0, 0), 0.0, 0), id="one-object-repeated-is-zero"),
+        pytest.param([_A, _A, _B, _B], Histogram(BOUNDS, (2, 4, 5, 6), 3.0, 6), id="repeats-on-both-sides"),
+        # A, B, A again: the count falls after B, a reset; the second A counts from 0 (6 + 4 = 10)
+        pytest.param([_A, _B, _A], Histogram(BOUNDS, (3, 6, 8, 10), 5.0, 10), id="same-object-after-a-reset"),
+    ],
+)
+def test_histogram_delta_of_reused_objects_equals_that_of_copies(
+    histograms: list[Histogram], expected: Histogram
+) -> None:
+    copies = [dataclasses.replace(h) for h in histograms]
+    assert windows.histogram_delta(histograms) == expected
+    assert windows.histogram_delta(copies) == expected
 
 
 def test_histogram_delta_of_one_histogram_is_unknown() -> None:

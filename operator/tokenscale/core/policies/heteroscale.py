@@ -1,14 +1,18 @@
 """HeteroScale: one throughput signal sizes both roles at a P/D ratio, with a latency safety net and soft
 scale-in (algorithms.md §2.3).
 
-- **Proportional** [secondary; our form reconstructed]: ``I_D = ceil(decode TPS / T_D)``, ``I_P = ceil(r · I_D)``.
-  ``T_D`` (per-decoder target) and ``r`` (P:D ratio) are configured or derived from the profile at the grid's
-  middle bucket (input I, output O) [reconstructed]: ``T_D = V_D,mid · O / (I + O)`` (generation tokens/s one
-  decoder sustains at the TPOT objective) and ``r = (I / min(V_P, V_N)) / ((I + O) / V_D,mid)`` (prefill versus
-  decode instance-seconds per request).
-- **Hysteresis** on ``u = decode TPS / (T_D · D)``: scale out when ``u > 1 + tolerance_up``, in when
-  ``u < 1 − tolerance_down``; a scale-in closes ``scale_in_damping`` of the gap (at least one pod, at most the
-  behaviour's step); P and D always move in the same decision, P to ``ceil(r · D)`` (never against D's direction).
+- **Proportional** [secondary; our form reconstructed]: the metric over the per-decoder target is the capacity
+  demand ``c = decode TPS / T_D`` (in decoders), split into roles by the ratio: ``I_D = ceil(c)``,
+  ``I_P = ceil(r · c)`` (each role rounded on its own, so a fraction of a decoder does not cost a whole ``r``
+  prefillers). ``T_D`` (per-decoder target) and ``r`` (P:D ratio) are configured (the paper sets both from a
+  pressure test of the service under its workload) or derived from the profile at the grid's middle bucket (input
+  I, output O) [reconstructed]: ``T_D = V_D,mid · O / (I + O)`` (generation tokens/s one decoder sustains at the
+  TPOT objective) and ``r = (I / min(V_P, V_N)) / ((I + O) / V_D,mid)`` (prefill versus decode instance-seconds
+  per request).
+- **Hysteresis** on ``u = max(c / D, r · c / P)``, the busier role's share of its target: scale out when
+  ``u > 1 + tolerance_up``, in when ``u < 1 − tolerance_down``; a scale-in closes ``scale_in_damping`` of each
+  role's gap to its target (at least one pod, at most the behaviour's step); P and D always move in the same
+  decision and never against each other.
 - **Cooldowns**: ``scale_out_cooldown_seconds`` since the last scale-out, ``scale_in_cooldown_seconds`` since the
   last change of either kind.
 - **Latency safety net** (scale-out only, within the scale-out cooldown) [secondary: +10%/+20%; tiers
@@ -133,8 +137,10 @@ class HeteroScalePolicy(BehaviorLimits):
         ratio = prefill_to_decode_ratio(settings)
         prefill_now, decode_now = observation.prefill.spec_replicas, observation.decode.spec_replicas
         tps = load.generation_tokens_per_second
-        utilisation = tps / (target * decode_now) if decode_now else (float("inf") if tps > 0 else 0.0)
-        decode_target = ceil_replicas(tps / target)
+        demand = tps / target
+        utilisation = max(_share(demand, decode_now), _share(ratio * demand, prefill_now))
+        decode_target = ceil_replicas(demand)
+        prefill_target = max(settings.prefill.min_replicas, ceil_replicas(ratio * demand))
         step, latency_code = latency_step_ratio(settings=settings, load=load)
         inputs = {
             "decode_tokens_per_second": tps,
@@ -146,7 +152,7 @@ class HeteroScalePolicy(BehaviorLimits):
         }
         proportional = (
             f"decode {tps:.0f} tok/s at {utilisation:.2f} x target {target:.0f} per decoder: "
-            f"I_D = {decode_target}, I_P = ceil({ratio:.2f} x I_D)"
+            f"I_D = {decode_target}, I_P = ceil({ratio:.2f} x {demand:.2f}) = {prefill_target}"
         )
         found: list[Reason] = []
         rejoin: tuple[str, ...] = ()
@@ -207,10 +213,10 @@ class HeteroScalePolicy(BehaviorLimits):
 
         if wants_out:
             decode = max(decode_now, decode_target, settings.decode.min_replicas)
-            prefill = max(prefill_now, ceil_replicas(ratio * decode))
+            prefill = max(prefill_now, prefill_target)
             if step > 0:
                 decode = max(decode, ceil_replicas(decode_now * (1.0 + step)))
-                prefill = max(prefill, ceil_replicas(prefill_now * (1.0 + step)), ceil_replicas(ratio * decode))
+                prefill = max(prefill, ceil_replicas(prefill_now * (1.0 + step)))
                 found.append(
                     Reason(latency_code, f"latency p90 over its objective: both roles +{step:.0%}; {proportional}")
                 )
@@ -225,7 +231,7 @@ class HeteroScalePolicy(BehaviorLimits):
                 decode_now=decode_now,
                 prefill_now=prefill_now,
                 decode_target=decode_target,
-                ratio=ratio,
+                prefill_target=prefill_target,
             )
             if (decode, prefill) != (decode_now, prefill_now) and observation.unknown_reasons:
                 found.append(
@@ -263,15 +269,27 @@ class HeteroScalePolicy(BehaviorLimits):
         return answer(prefill_now, decode_now, state, rejoin_pods=rejoin)
 
     def _scale_in_targets(
-        self, *, settings: ScalingSettings, decode_now: int, prefill_now: int, decode_target: int, ratio: float
+        self, *, settings: ScalingSettings, decode_now: int, prefill_now: int, decode_target: int, prefill_target: int
     ) -> tuple[int, int]:
-        """Damped, step-limited scale-in of D down to its minimum, and P at the ratio; neither ever rises."""
+        """Damped, step-limited scale-in of each role toward its target (never below its minimum); neither rises."""
         step = settings.behavior.max_scale_down_step
-        gap = decode_now - decode_target
-        removed = min(step, max(1, ceil_replicas(settings.heteroscale.scale_in_damping * gap)))
-        decode = min(decode_now, max(settings.decode.min_replicas, decode_now - removed))
-        prefill = max(settings.prefill.min_replicas, ceil_replicas(ratio * decode), prefill_now - step)
-        return decode, min(prefill_now, prefill)
+        damping = settings.heteroscale.scale_in_damping
+
+        def lowered(now: int, target: int, minimum: int) -> int:
+            removed = min(step, max(1, ceil_replicas(damping * (now - target))))
+            return min(now, max(minimum, target, now - removed))
+
+        return (
+            lowered(decode_now, decode_target, settings.decode.min_replicas),
+            lowered(prefill_now, prefill_target, settings.prefill.min_replicas),
+        )
+
+
+def _share(demand: float, replicas: int) -> float:
+    """``demand / replicas``: the role's share of its target (infinite with demand on no replicas)."""
+    if replicas > 0:
+        return demand / replicas
+    return float("inf") if demand > 0 else 0.0
 
 
 def _times(state: HeteroScaleState) -> tuple[float | None, float | None]:

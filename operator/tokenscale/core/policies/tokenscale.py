@@ -1,8 +1,11 @@
 """TokenScale: Token Velocity sizing of both roles, and convertible decoders for bursts (algorithms.md §1).
 
-- Prefillers ``N_P = ceil(λ_in / min(V_P, V_N))`` [secondary], where λ_in is the arriving prompt-token rate,
-  the higher of the window and recent estimates (`tokenscale.core.observe`), so a burst raises prefill in the
-  tick that first sees it [reconstructed].
+- Prefillers ``N_P = ceil((λ_in + Q_tokens / T_drain) / min(V_P, V_N))`` [secondary: ``ceil(λ_in / min(V_P,
+  V_N))``; the backlog term reconstructed], where λ_in is the arriving prompt-token rate, the higher of the window
+  and recent estimates (`tokenscale.core.observe`), so a burst raises prefill in the tick that first sees it
+  [reconstructed]; ``Q_tokens`` the prompt tokens waiting (waiting requests × mean prompt length) and ``T_drain``
+  the tightest TTFT objective (or ``backlog_drain_seconds``): a standing queue is drained within the objective of
+  the shortest prompts waiting behind it (the queue is FIFO), not merely kept from growing.
 - Decoders ``N_D = ceil(Σ_b λ_b / V_D,b + C · f_res)`` [secondary per-bucket form; the reserve term is
   reconstructed]: λ_b the (input + predicted output) token arrival rate of bucket b, C the converted decoders after
   this tick and f_res the KV share each holds back for burst prefills, made up by extra decoders.
@@ -15,6 +18,8 @@ scaler, DistServe-style decode sizing, no conversion): the rows of the paper's a
 
 from __future__ import annotations
 
+import bisect
+import operator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,7 +30,15 @@ from tokenscale.core.profile import BUCKET_COUNT, BucketGrid
 from tokenscale.core.settings import ScalingSettings
 from tokenscale.core.types import LoadSignals, Observation, Reason, Role
 
-__all__ = ["TokenScalePolicy", "TokenScaleState", "bucket_rates", "sizing_arrival_rate"]
+__all__ = [
+    "TokenScalePolicy",
+    "TokenScaleState",
+    "backlog_drain_tokens_per_second",
+    "bucket_rates",
+    "demand_quantile",
+    "record_demand",
+    "sizing_arrival_rate",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +47,53 @@ class TokenScaleState:
 
     conversion: conversion.ConversionState = field(default_factory=conversion.ConversionState)
     decode_plan: distserve.DistServeState = field(default_factory=distserve.DistServeState)
+    demand_history: tuple[tuple[float, float], ...] = ()
+    """(time, prefill demand tokens/s) of the ticks within the demand window, oldest first."""
 
 
 def sizing_arrival_rate(load: LoadSignals) -> float:
     """λ_in for sizing: the higher of the window and recent arriving prompt-token rates."""
     recent = load.recent_arriving_prompt_tokens_per_second
     return max(load.arriving_prompt_tokens_per_second, recent if recent is not None else 0.0)
+
+
+def backlog_drain_tokens_per_second(*, load: LoadSignals, settings: ScalingSettings) -> float:
+    """``Q_tokens / T_drain``: the waiting prompt tokens (waiting requests × mean prompt length) over the drain time,
+    ``backlog_drain_seconds`` or else the tightest TTFT objective of the SLO. The prefill queue is FIFO: a request
+    waits for everything ahead of it, so the shortest prompts, whose objective is the tightest, need the whole
+    backlog gone within it."""
+    drain_seconds = settings.tokenscale.backlog_drain_seconds
+    if drain_seconds is None:
+        drain_seconds = min(seconds for _, seconds in settings.slo.ttft_tiers)
+    return load.requests_waiting * load.mean_prompt_tokens / drain_seconds
+
+
+_time = operator.itemgetter(0)
+_demand = operator.itemgetter(1)
+
+
+def record_demand(
+    *,
+    history: tuple[tuple[float, float], ...],
+    now_seconds: float,
+    demand_tokens_per_second: float,
+    window_seconds: float,
+) -> tuple[tuple[float, float], ...]:
+    """``history`` with this tick's demand appended and entries ``window_seconds`` old or older dropped."""
+    start = bisect.bisect_right(history, now_seconds - window_seconds, key=_time)
+    return (*history[start:], (now_seconds, demand_tokens_per_second))
+
+
+def demand_quantile(*, history: tuple[tuple[float, float], ...], quantile: float) -> float:
+    """The ``quantile`` of the demands in ``history``: order statistics interpolated linearly at rank
+    ``q·(n − 1)`` (numpy's default); 0 when empty."""
+    values: list[float] = sorted(map(_demand, history))
+    if not values:
+        return 0.0
+    rank = quantile * (len(values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
 
 
 def bucket_rates(load: LoadSignals, grid: BucketGrid) -> tuple[float, ...]:
@@ -73,6 +127,11 @@ class TokenScalePolicy(BehaviorLimits):
         del settings
         return TokenScaleState()
 
+    def stabilization_seconds(self, *, settings: ScalingSettings) -> float:
+        """The behaviour's window, at least one cold start: capacity released sooner, if needed again, is back
+        only after a restart that costs as much as holding it would have."""
+        return max(settings.behavior.scale_in_stabilization_seconds, settings.profile.perf.cold_start_seconds)
+
     def recommend(
         self, *, settings: ScalingSettings, observation: Observation, state: TokenScaleState
     ) -> tuple[Recommendation, TokenScaleState]:
@@ -80,14 +139,22 @@ class TokenScalePolicy(BehaviorLimits):
         velocities = settings.profile.velocities
         per_prefiller = min(velocities.prefill_tokens_per_second, velocities.network_tokens_per_second)
         arriving = sizing_arrival_rate(load)
-        prefill = ceil_replicas(arriving / per_prefiller)
+        drain = backlog_drain_tokens_per_second(load=load, settings=settings)
+        history = record_demand(
+            history=state.demand_history,
+            now_seconds=observation.now_seconds,
+            demand_tokens_per_second=arriving + drain,
+            window_seconds=settings.tokenscale.demand_window_seconds,
+        )
+        sized = demand_quantile(history=history, quantile=settings.tokenscale.demand_quantile)
+        prefill = ceil_replicas(sized / per_prefiller)
         ready_capacity = observation.prefill.ready_replicas * per_prefiller
 
         plan, conversion_state = conversion.plan_conversion(
             settings=settings,
             observation=observation,
             state=state.conversion,
-            arriving_prompt_tokens_per_second=arriving,
+            arriving_prompt_tokens_per_second=arriving + drain,
             ready_prefill_tokens_per_second=ready_capacity,
             enabled=conversion.conversion_in_use(converts=self.converts, settings=settings),
         )
@@ -118,13 +185,15 @@ class TokenScalePolicy(BehaviorLimits):
             decode = planned.decode_replicas
             decode_message = f"DistServe-style: mean {planned.mean_requests_per_second:.2f} req/s -> {decode}"
 
-        if arriving <= 0 and decode_tokens <= 0:
+        if arriving + drain <= 0 and decode_tokens <= 0:
             found.append(Reason(reasons.ZERO_LOAD, "no arrivals: both roles go to their minimum"))
         else:
             found.append(
                 Reason(
                     reasons.PREFILL_VELOCITY,
-                    f"ceil({arriving:.0f} tok/s / min(V_P {velocities.prefill_tokens_per_second:.0f}, "
+                    f"ceil(q{settings.tokenscale.demand_quantile:g} over "
+                    f"{settings.tokenscale.demand_window_seconds:g} s of (arrivals + backlog drain) {sized:.0f} tok/s "
+                    f"[now {arriving:.0f} + {drain:.0f}] / min(V_P {velocities.prefill_tokens_per_second:.0f}, "
                     f"V_N {velocities.network_tokens_per_second:.0f})) = {prefill}",
                     Role.PREFILL,
                 )
@@ -140,6 +209,8 @@ class TokenScalePolicy(BehaviorLimits):
                 "arriving_prompt_tokens_per_second": load.arriving_prompt_tokens_per_second,
                 "recent_arriving_prompt_tokens_per_second": load.recent_arriving_prompt_tokens_per_second or 0.0,
                 "sizing_prompt_tokens_per_second": arriving,
+                "backlog_drain_tokens_per_second": drain,
+                "sized_prefill_demand_tokens_per_second": sized,
                 "prefill_velocity_tokens_per_second": velocities.prefill_tokens_per_second,
                 "network_velocity_tokens_per_second": velocities.network_tokens_per_second,
                 "ready_prefill_capacity_tokens_per_second": ready_capacity,
@@ -151,4 +222,6 @@ class TokenScalePolicy(BehaviorLimits):
             convert_pods=plan.convert_pods,
             restore_pods=plan.restore_pods,
         )
-        return recommendation, TokenScaleState(conversion=conversion_state, decode_plan=decode_plan)
+        return recommendation, TokenScaleState(
+            conversion=conversion_state, decode_plan=decode_plan, demand_history=history
+        )
