@@ -35,7 +35,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     options = DemoOptions(
         trace="azure-code",
         speedup=4.0,
-        duration_seconds=40.0,
+        # 240 simulated seconds: the burst's demand ends near 54 s; the demo's 60 s demand window and the profile's
+        # 60 s cold-start hold put the scale-in near 175 s, with room for the twin's lag.
+        duration_seconds=60.0,
         report_dir=base / "report",
         home=None if external else base / "cluster",
         kubeconfig=Path(external) if external else None,

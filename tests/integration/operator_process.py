@@ -176,6 +176,10 @@ def service(name: str, *, prefill_target: str, decode_target: str, **spec: Any) 
         "metrics": {"scrapeIntervalSeconds": 1, "windowSeconds": 4},
     }
     body.update(spec)
+    # KWOK pods serve the moment they are Ready and the tests steer the load themselves: no cold start to hold
+    # scale-in for, and the demand quantile looks at the current demand (a test may still set either).
+    body.setdefault("profile", {"name": "llama-3.1-8b-h100", "coldStartSeconds": 0})
+    body.setdefault("policy", {}).setdefault("tokenscale", {}).setdefault("demandWindowSeconds", 0)
     return {"apiVersion": v1alpha1.API_VERSION, "kind": v1alpha1.KIND, "metadata": {"name": name}, "spec": body}
 
 

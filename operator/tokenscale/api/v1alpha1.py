@@ -9,6 +9,7 @@ to fix; the same rules are checked here in Python so that `parse_spec` refuses t
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 from typing import Any, Literal
@@ -688,6 +689,21 @@ class ProfileSpec(_Model):
         description="Performance profile (velocities of one model on one GPU type); a bundled name such as "
         "llama-3.1-8b-h100, llama-3.1-8b-a100 or qwen-2.5-32b-tp4-a100.",
     )
+    cold_start_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="Seconds from scale-out to a serving instance in this cluster (node, image pull, weight load, "
+        "engine start); unset uses the profile's. A cold start belongs to the deployment more than to the model: "
+        "TokenScale never scales in for less than this.",
+    )
+
+    def apply(self, profile: core_profile.Profile) -> core_profile.Profile:
+        """``profile`` with this spec's overrides."""
+        if self.cold_start_seconds is None:
+            return profile
+        perf = dataclasses.replace(profile.perf, cold_start_seconds=self.cold_start_seconds)
+        return dataclasses.replace(profile, perf=perf)
 
 
 class SubgroupPriorityName(enum.StrEnum):
@@ -771,7 +787,7 @@ class DisaggregatedInferenceServiceSpec(_Model):
 
     def to_core(self, *, profile: core_profile.Profile) -> core_settings.ScalingSettings:
         """The core's settings for this spec with ``profile`` (resolved from ``spec.profile.name`` by the caller,
-        e.g. `tokenscale.api.profiles.load_profile`)."""
+        e.g. `tokenscale.api.profiles.load_profile`), with the spec's profile overrides applied."""
         policy = self.policy
         return core_settings.ScalingSettings(
             policy=policy.name.value,
@@ -779,7 +795,7 @@ class DisaggregatedInferenceServiceSpec(_Model):
             decode=self.decode.to_core(),
             behavior=self.behavior.to_core(),
             slo=self.slo.to_core(),
-            profile=profile,
+            profile=self.profile.apply(profile),
             window_seconds=self.metrics.window_seconds,
             tick_seconds=self.metrics.scrape_interval_seconds,
             tokenscale=policy.tokenscale.to_core(),

@@ -16,7 +16,7 @@ from tokenscale.api import v1alpha1
 from tokenscale.devcluster import nodes
 from tokenscale.twin import speedup as twin_speedup
 
-__all__ = ["ENGINE_IMAGE", "deployment", "service", "service_spec"]
+__all__ = ["DEMAND_WINDOW_SECONDS", "ENGINE_IMAGE", "deployment", "service", "service_spec"]
 
 ENGINE_IMAGE = "vllm/vllm-openai:v0.11.0"
 """The image the example pods name (never pulled: KWOK runs no containers)."""
@@ -60,6 +60,10 @@ def deployment(
     }
 
 
+DEMAND_WINDOW_SECONDS = 60.0
+"""TokenScale's demand-quantile window in the demo, simulated seconds (the API default is 600 s)."""
+
+
 def service_spec(
     *,
     prefill: str,
@@ -84,7 +88,12 @@ def service_spec(
             scale_target_ref=v1alpha1.ScaleTargetRef(name=decode), min_replicas=min_decode, max_replicas=max_replicas
         ),
         metrics=v1alpha1.MetricsSpec(port=metrics_port),
-        policy=v1alpha1.PolicySpec(name=v1alpha1.PolicyName(policy)),
+        policy=v1alpha1.PolicySpec(
+            name=v1alpha1.PolicyName(policy),
+            # The default 600 s demand window outlasts the demo's 8 simulated minutes; 60 s lets the scale-in after
+            # the burst show (docs/demo.md). The cold-start hold on scale-in stays the profile's.
+            tokenscale=v1alpha1.TokenScalePolicySpec(demand_window_seconds=DEMAND_WINDOW_SECONDS),
+        ),
         profile=v1alpha1.ProfileSpec(name=profile),
     )
     spec = twin_speedup.compress_spec(base.model_dump(by_alias=True, mode="json", exclude_none=True), speedup=speedup)

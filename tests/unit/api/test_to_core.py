@@ -92,3 +92,27 @@ def test_every_section_converts() -> None:
 
 def test_every_api_policy_name_is_registered() -> None:
     assert {name.value for name in v1alpha1.PolicyName} == set(registry.policy_names())
+
+
+@pytest.mark.parametrize(
+    ("profile_spec", "cold_start_seconds"),
+    [
+        pytest.param({"name": "llama-3.1-8b-h100"}, 60.0, id="unset-keeps-the-profiles"),
+        pytest.param({"name": "llama-3.1-8b-h100", "coldStartSeconds": 5}, 5.0, id="override-replaces-it"),
+        pytest.param({"name": "llama-3.1-8b-h100", "coldStartSeconds": 0}, 0.0, id="zero-is-an-override-too"),
+    ],
+)
+def test_profile_cold_start_override_reaches_the_core(profile_spec: dict[str, Any], cold_start_seconds: float) -> None:
+    spec = v1alpha1.parse_spec(
+        {
+            "prefill": {"scaleTargetRef": {"name": "p"}},
+            "decode": {"scaleTargetRef": {"name": "d"}},
+            "profile": profile_spec,
+        }
+    )
+    bundled = profiles.load_profile("llama-3.1-8b-h100")
+    settings = spec.to_core(profile=bundled)
+    assert settings.profile.perf.cold_start_seconds == cold_start_seconds
+    # Only the cold start changes: velocities and the rest of the service-time model are the profile's.
+    assert settings.profile.velocities == bundled.velocities
+    assert dataclasses.replace(settings.profile.perf, cold_start_seconds=60.0) == bundled.perf

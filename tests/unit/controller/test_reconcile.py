@@ -30,6 +30,10 @@ def _spec(**overrides: Any) -> dict[str, Any]:
         "decode": {"scaleTargetRef": {"name": "d"}, "minReplicas": 1, "maxReplicas": 8},
         "metrics": {"windowSeconds": 4},
         "behavior": {"scaleInStabilizationSeconds": 0},
+        # The fake pods serve at once, and the demand quantile looks at the current demand only, so that a scale-in
+        # shows within a test's few ticks.
+        "profile": {"name": "llama-3.1-8b-h100", "coldStartSeconds": 0},
+        "policy": {"tokenscale": {"demandWindowSeconds": 0}},
     }
     spec.update(overrides)
     return spec
@@ -261,7 +265,7 @@ async def test_restarted_operator_restores_conversions_older_than_the_maximum() 
     old = kube_pods.format_time(T0 - 10)
     recent = kube_pods.format_time(T0)
     service = Service(
-        _spec(policy={"tokenscale": {"maxConversionSeconds": 5}}),
+        _spec(policy={"tokenscale": {"maxConversionSeconds": 5, "demandWindowSeconds": 0}}),
         prefill=1,
         decode=3,
         decode_labels={"d-0": "converted", "d-1": "converted"},
