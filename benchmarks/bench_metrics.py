@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 
-import httpx
+import httpcore
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.vllm_payload import vllm_exposition
@@ -106,9 +106,9 @@ async def bench_scrape(port: int, addresses: list[str]) -> None:
     print(f"  pods per CPU-second (one core)    {scraped / cpu:8.0f} pods/s")
     print(f"  wall-clock throughput             {scraped / wall:8.0f} pods/s (server shares the machine)")
 
-    # Ablation: one httpx pool for every pod (httpx's default transport), to show why pools are per origin.
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with Scraper(settings, transport=httpx.AsyncHTTPTransport(limits=limits, trust_env=False)) as pooled:
+    # Ablation: one httpcore pool for every pod (what httpx uses), to show why connections are kept per origin.
+    pool = httpcore.AsyncConnectionPool(max_connections=count, max_keepalive_connections=count)
+    async with Scraper(settings, transport=pool) as pooled:
         await _scrape_rounds(pooled, pods, endpoint, 1)
         pooled_cpu, _ = await _scrape_rounds(pooled, pods, endpoint, 1)
     print(f"  ablation: one shared pool         {pooled_cpu / count * 1e6:8.0f} µs CPU per pod")

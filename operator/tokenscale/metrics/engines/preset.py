@@ -125,7 +125,7 @@ def sample_from_series(
     value is invalid for what the engine means.
     """
     by_name: dict[str, list[Series]] = defaultdict(list)
-    for s in exposition.select_model(series, model_name=model_name):
+    for s in series if model_name is None else exposition.select_model(series, model_name=model_name):
         by_name[s.id.name].append(s)
 
     values: dict[str, Any] = {}
@@ -147,7 +147,7 @@ def sample_from_series(
     if not values:
         scope = f" for model_name={model_name!r}" if model_name is not None else ""
         raise NoMatchingFamilyError(f"no {preset.engine} metric family{scope} in the exposition")
-    return dataclasses.replace(EngineSample(timestamp_seconds=timestamp_seconds), **values)
+    return EngineSample(timestamp_seconds=timestamp_seconds, **values)
 
 
 def _aggregate(series: Sequence[Series], aggregation: Aggregation, copy_labels: tuple[str, ...]) -> float:
