@@ -26,8 +26,10 @@ from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
 from tokenscale.metrics.engines.preset import sample_from_series
 from tokenscale.metrics.exposition import SeriesParser
+from tokenscale.metrics.network import AsyncioBackend
 from tokenscale.metrics.scraper import Endpoint, Scraper, ScrapeSettings
 from tokenscale.metrics.source import PodTarget
+from tokenscale.metrics.transport import KeptConnections, Transport
 
 PODS = 500
 ROUNDS = 8
@@ -100,18 +102,49 @@ async def bench_scrape(port: int, addresses: list[str]) -> None:
         cold_cpu, _ = await _scrape_rounds(scraper, pods, endpoint, 1)
         cpu, wall = await _scrape_rounds(scraper, pods, endpoint, ROUNDS)
     scraped = ROUNDS * count
-    print(f"scrape + parse, {count} loopback endpoints, one shared client with per-pod keep-alive pools:")
+    print(f"scrape + parse, {count} loopback endpoints, one kept-alive httpcore connection per pod:")
     print(f"  first round (connect, memo fill)  {cold_cpu / count * 1e6:8.0f} µs CPU per pod")
     print(f"  steady state, {ROUNDS} rounds           {cpu / scraped * 1e6:8.0f} µs CPU per pod")
     print(f"  pods per CPU-second (one core)    {scraped / cpu:8.0f} pods/s")
     print(f"  wall-clock throughput             {scraped / wall:8.0f} pods/s (server shares the machine)")
 
-    # Ablation: one httpcore pool for every pod (what httpx uses), to show why connections are kept per origin.
-    pool = httpcore.AsyncConnectionPool(max_connections=count, max_keepalive_connections=count)
-    async with Scraper(settings, transport=pool) as pooled:
-        await _scrape_rounds(pooled, pods, endpoint, 1)
-        pooled_cpu, _ = await _scrape_rounds(pooled, pods, endpoint, 1)
-    print(f"  ablation: one shared pool         {pooled_cpu / count * 1e6:8.0f} µs CPU per pod")
+    # Ablations, each a transport that differs from the default in one respect (4 rounds after a warm-up round):
+    ablations: list[tuple[str, list[PodTarget], Transport]] = [
+        ("httpcore's anyio network backend", pods, KeptConnections(network_backend=httpcore.AnyIOBackend())),
+        ("an httpcore pool per pod", pods, PoolPerOrigin()),
+        # httpcore's pool walks all its connections, and for each idle one all of them again, on every request:
+        # O(connections²), so 100 pods (not 500) keep this row under a minute.
+        (
+            "one httpcore pool, 100 pods",
+            pods[:100],
+            httpcore.AsyncConnectionPool(max_connections=100, network_backend=AsyncioBackend()),
+        ),
+    ]
+    for label, subset, transport in ablations:
+        async with Scraper(settings, transport=transport) as ablated:
+            await _scrape_rounds(ablated, subset, endpoint, 1)
+            ablated_cpu, _ = await _scrape_rounds(ablated, subset, endpoint, 4)
+        print(f"  ablation: {label:<32} {ablated_cpu / (4 * len(subset)) * 1e6:8.0f} µs CPU per pod")
+
+
+class PoolPerOrigin:
+    """The transport before `KeptConnections`: one small httpcore pool per origin, on the same asyncio backend."""
+
+    def __init__(self) -> None:
+        self._pools: dict[bytes, httpcore.AsyncConnectionPool] = {}
+        self._backend = AsyncioBackend()
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        pool = self._pools.get(request.url.host)
+        if pool is None:
+            pool = self._pools[request.url.host] = httpcore.AsyncConnectionPool(
+                max_connections=2, keepalive_expiry=60.0, network_backend=self._backend
+            )
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
 
 
 def main() -> None:

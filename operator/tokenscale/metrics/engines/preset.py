@@ -130,9 +130,11 @@ def sample_from_series(
 
     values: dict[str, Any] = {}
     for scalar in preset.scalars:
-        name = next((n for n in scalar.names if by_name.get(n)), None)
-        if name is not None:
-            values[scalar.field] = _aggregate(by_name[name], scalar.aggregation, preset.copy_labels)
+        for name in scalar.names:
+            found = by_name.get(name)
+            if found:
+                values[scalar.field] = _aggregate(found, scalar.aggregation, preset.copy_labels)
+                break
     for histogram_spec in preset.histograms:
         for base in histogram_spec.names:
             histogram = exposition.histogram_from_series(by_name, base_name=base, copy_labels=preset.copy_labels)
