@@ -72,12 +72,13 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         try:
             async with asyncio.timeout(timeout):
                 await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError as error:
-            self._writer.close()
-            raise httpcore.ConnectTimeout(str(error)) from error
-        except (OSError, ssl.SSLError) as error:
-            self._writer.close()
-            raise httpcore.ConnectError(str(error) or type(error).__name__) from error
+        except BaseException as error:
+            self._writer.close()  # also when cancelled: nothing else holds this connection yet
+            if isinstance(error, TimeoutError):
+                raise httpcore.ConnectTimeout(str(error)) from error
+            if isinstance(error, OSError):  # ssl.SSLError included: a certificate that does not verify
+                raise httpcore.ConnectError(str(error) or type(error).__name__) from error
+            raise
         return self
 
     def get_extra_info(self, info: str) -> Any:

@@ -5,7 +5,7 @@ own `AsyncConnectionPool` is built for many requests sharing connections: it ass
 every connection it holds (encode/httpcore#1035; with 500 pods in one pool, about 20 ms of CPU per request)
 and, even as one small pool per origin, its request queue, events and shielded closes cost about 60 µs of
 CPU per request, a quarter of the scrape's HTTP cost here (docs/benchmarks.md, issue 3). `KeptConnections`
-holds instead one idle `httpcore.AsyncHTTPConnection` per origin:
+holds instead one idle `httpcore.AsyncHTTP11Connection` per origin:
 
 - a request takes its origin's idle connection out (or opens a new one if there is none, or if the kept one
   has expired or the server closed it), so a second request to the same origin while the first is in flight
@@ -16,8 +16,10 @@ holds instead one idle `httpcore.AsyncHTTPConnection` per origin:
 - at most ``max_origins`` idle connections are kept; beyond that the least recently used is closed (pods come
   and go).
 
-HTTP itself (h11, keep-alive expiry, TLS) is httpcore's `AsyncHTTPConnection`, over the asyncio network
-backend of `tokenscale.metrics.network`.
+HTTP itself (h11, the connection's state, keep-alive expiry, noticing a connection the server closed) is
+httpcore's `AsyncHTTP11Connection`; connecting and TLS are the asyncio network backend's
+(`tokenscale.metrics.network`). httpcore's `AsyncHTTPConnection` would connect lazily under a lock of its own,
+which costs a loop round trip per request and buys nothing when the connection is made just before use.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from tokenscale.metrics.network import AsyncioBackend
 
 __all__ = ["KeptConnections", "Transport"]
 
-OriginKey = tuple[bytes, bytes, int]
+OriginKey = tuple[bytes, bytes, int | None]
 
 
 class Transport(Protocol):
@@ -61,7 +63,7 @@ class KeptConnections:
         ssl_context: ssl.SSLContext | None = None,
         network_backend: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
-        self._idle: OrderedDict[OriginKey, httpcore.AsyncHTTPConnection] = OrderedDict()
+        self._idle: OrderedDict[OriginKey, httpcore.AsyncHTTP11Connection] = OrderedDict()
         self._max_origins = max_origins
         self._keepalive_expiry_seconds = keepalive_expiry_seconds
         self._ssl_context = ssl_context
@@ -77,18 +79,15 @@ class KeptConnections:
         if self._closed:
             raise RuntimeError("the transport is closed")
         url = request.url
-        key = (url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme, 0))
+        if url.scheme not in (b"http", b"https"):
+            raise httpcore.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        key = (url.scheme, url.host, url.port)
         connection = self._idle.pop(key, None)
         if connection is not None and (not connection.is_idle() or connection.has_expired()):
             await connection.aclose()
             connection = None
         if connection is None:
-            connection = httpcore.AsyncHTTPConnection(
-                url.origin,
-                ssl_context=self._tls() if url.scheme == b"https" else None,
-                keepalive_expiry=self._keepalive_expiry_seconds,
-                network_backend=self._backend,
-            )
+            connection = await self._connect(url.origin)
         try:
             response = await connection.handle_async_request(request)
         except BaseException:
@@ -106,7 +105,7 @@ class KeptConnections:
         for connection in idle:
             await connection.aclose()
 
-    async def _give_back(self, key: OriginKey, connection: httpcore.AsyncHTTPConnection) -> None:
+    async def _give_back(self, key: OriginKey, connection: httpcore.AsyncHTTP11Connection) -> None:
         """Keep ``connection`` as the origin's idle one if it can carry another request, else close it."""
         if self._closed or not connection.is_idle() or key in self._idle:
             await connection.aclose()
@@ -116,14 +115,21 @@ class KeptConnections:
             _, evicted = self._idle.popitem(last=False)
             await evicted.aclose()
 
+    async def _connect(self, origin: httpcore.Origin) -> httpcore.AsyncHTTP11Connection:
+        """A new HTTP/1.1 connection to ``origin``, over TLS for https (the context verifies the certificate
+        and that it names the host)."""
+        host = origin.host.decode("ascii")
+        stream = await self._backend.connect_tcp(host, origin.port)
+        if origin.scheme == b"https":
+            stream = await stream.start_tls(self._tls(), server_hostname=host)
+        return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=self._keepalive_expiry_seconds)
+
     def _tls(self) -> ssl.SSLContext:
         # One context for every connection: building one loads the CA bundle (tens of ms).
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
+            self._ssl_context.set_alpn_protocols(["http/1.1"])
         return self._ssl_context
-
-
-_DEFAULT_PORTS = {b"http": 80, b"https": 443}
 
 
 class _ReturnOnClose:
@@ -135,7 +141,7 @@ class _ReturnOnClose:
         *,
         owner: KeptConnections,
         key: OriginKey,
-        connection: httpcore.AsyncHTTPConnection,
+        connection: httpcore.AsyncHTTP11Connection,
     ) -> None:
         self._body = body
         self._owner = owner
