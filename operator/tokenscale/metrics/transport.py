@@ -3,9 +3,10 @@
 Every tick scrapes each pod once, so what a pod needs is one warm HTTP/1.1 connection between ticks. httpcore's
 own `AsyncConnectionPool` is built for many requests sharing connections: it assigns each request by scanning
 every connection it holds (encode/httpcore#1035; with 500 pods in one pool, about 20 ms of CPU per request)
-and, even as one small pool per origin, its request queue, events and shielded closes cost about 60 µs of
-CPU per request, a quarter of the scrape's HTTP cost here (docs/benchmarks.md, issue 3). `KeptConnections`
-holds instead one idle `httpcore.AsyncHTTP11Connection` per origin:
+and, even as one small pool per origin, its request queue, events and shielded closes (with the lazily
+connecting `AsyncHTTPConnection` it holds) cost about 80 µs of CPU per request, over a third of the scrape's
+HTTP cost here (docs/benchmarks.md, issue 3). `KeptConnections` holds instead one idle
+`httpcore.AsyncHTTP11Connection` per origin:
 
 - a request takes its origin's idle connection out (or opens a new one if there is none, or if the kept one
   has expired or the server closed it), so a second request to the same origin while the first is in flight
