@@ -1,10 +1,14 @@
-"""The async scraper: every pod of a role, every tick, through one shared httpx client.
+"""The async scraper: every pod of a role, every tick, through one shared transport.
 
-`Scraper` holds the process-wide pieces: one `httpx.AsyncClient` (keep-alive, ``trust_env=False``, cookies
-never stored, redirects not followed) over a `PerOriginTransport`, a semaphore bounding concurrent
-scrapes, and the memoising `SeriesParser`. `Scraper.scrape` reads the pods it is given and answers each
-with an `EngineSample` or an `Unknown`; it never raises for a pod. `PodMetricsSource` binds one engine
-preset, model and port to a scraper as a `MetricsSource`.
+`Scraper` holds the process-wide pieces: the transport (`tokenscale.metrics.transport.KeptConnections`: httpcore
+HTTP/1.1 connections, one kept alive per pod endpoint; no cookies, no redirects, no proxies from the
+environment), a semaphore bounding concurrent scrapes, the memoising `SeriesParser`, and each pod endpoint's
+request, built once (URL parsed and escaped by httpx, headers fixed). It sends through httpcore rather than an
+`httpx.AsyncClient`: the client's per-request work (request and response models, header merging, cookie
+extraction, auth and redirect hooks) is about 0.1 ms of CPU per scrape, and the scraper uses none of it
+(docs/benchmarks.md, issue 3). `Scraper.scrape` reads the pods it is given and answers each with an
+`EngineSample` or an `Unknown`; it never raises for a pod. `PodMetricsSource` binds one engine preset, model and
+port to a scraper as a `MetricsSource`.
 
 Per pod, in order:
 
@@ -27,14 +31,16 @@ import ipaddress
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http import HTTPStatus
 
+import httpcore
 import httpx
 
+import tokenscale
 from tokenscale.metrics.engines.preset import EnginePreset, NoMatchingFamilyError, sample_from_series
 from tokenscale.metrics.exposition import ExpositionError, SeriesParser
 from tokenscale.metrics.source import Clock, PodTarget, SampleOrUnknown, Unknown, UnknownReason
-from tokenscale.metrics.transport import PerOriginTransport
+from tokenscale.metrics.transport import KeptConnections, Transport
 
 __all__ = ["Endpoint", "IPNetwork", "PodMetricsSource", "ScrapeSettings", "Scraper"]
 
@@ -56,7 +62,8 @@ class ScrapeSettings:
     max_concurrency: int = 64
     """Scrapes in flight at once, across every call sharing the scraper."""
     max_origins: int = 4096
-    """Keep-alive pools kept (one per pod endpoint); the least recently used beyond this are closed."""
+    """Idle keep-alive connections kept (one per pod endpoint), and pod endpoints whose request is kept built;
+    the least recently used connections beyond this are closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +78,11 @@ class Endpoint:
 
 
 class Scraper:
-    """One shared client, a concurrency bound and a parse memo for every scrape of the process.
+    """One transport, a concurrency bound and a parse memo for every scrape of the process.
 
-    ``clock`` stamps samples (default `time.time`); ``transport`` replaces the network (tests pass
-    `httpx.MockTransport`). Close it with `aclose` or use it as an async context manager.
+    ``clock`` stamps samples (default `time.time`); ``transport`` replaces the network (default
+    `KeptConnections`; tests pass a fake answering `httpcore.Request` with `httpcore.Response`). Close it
+    with `aclose` or use it as an async context manager.
     """
 
     def __init__(
@@ -82,24 +90,16 @@ class Scraper:
         settings: ScrapeSettings,
         *,
         clock: Clock = time.time,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self._settings = settings
         self._clock = clock
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._parser = SeriesParser()
-        self._client = httpx.AsyncClient(
-            transport=transport or PerOriginTransport(max_origins=settings.max_origins),
-            timeout=settings.timeout_seconds,
-            headers={"Accept": "text/plain", "Accept-Encoding": "identity"},
-            # A pod answering Set-Cookie must not grow the client's jar: this policy stores nothing.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-            follow_redirects=False,
-            trust_env=False,
-        )
-        # Requests are built once per URL and re-sent: building one (URL parsing, header merging) costs about
-        # a fifth of a scrape's client CPU. Bounded like the transport's pools.
-        self._requests: dict[str, httpx.Request] = {}
+        self._transport = transport or KeptConnections(max_origins=settings.max_origins)
+        # What each (pod IP, endpoint) resolves to, worked out once: the request to send (URL parsed and
+        # escaped, headers built), or why the IP may not be dialled. Bounded like the transport's origins.
+        self._targets: dict[tuple[str, str, int, str], _Target | _Refusal] = {}
 
     async def __aenter__(self) -> Scraper:
         return self
@@ -108,7 +108,7 @@ class Scraper:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def scrape(self, pods: Sequence[PodTarget], endpoint: Endpoint) -> dict[str, SampleOrUnknown]:
         """Scrape every pod concurrently; one answer per pod name."""
@@ -116,38 +116,49 @@ class Scraper:
         return {pod.name: result for pod, result in zip(pods, results, strict=True)}
 
     async def _scrape_pod(self, pod: PodTarget, endpoint: Endpoint) -> SampleOrUnknown:
-        try:
-            address = ipaddress.ip_address(pod.ip)
-        except ValueError:
-            return self._unknown(UnknownReason.NOT_ALLOWED, f"pod IP {pod.ip[:64]!r} is not an IP address")
-        if not any(address in network for network in self._settings.allowed_networks):
-            return self._unknown(UnknownReason.NOT_ALLOWED, f"pod IP {address} is outside the allowed networks")
-        host = f"[{address}]" if address.version == 6 else str(address)
-        url = f"{endpoint.scheme}://{host}:{endpoint.port}{endpoint.path}"
+        target = self._targets.get((pod.ip, endpoint.scheme, endpoint.port, endpoint.path))
+        if target is None:
+            target = self._resolve(pod.ip, endpoint)
+        if isinstance(target, _Refusal):
+            return self._unknown(UnknownReason.NOT_ALLOWED, target.message)
+        url = target.url
         async with self._semaphore:
             try:
                 async with asyncio.timeout(self._settings.timeout_seconds):
-                    return await self._fetch_and_parse(url, endpoint)
-            except (TimeoutError, httpx.TimeoutException):
+                    return await self._fetch_and_parse(target, endpoint)
+            except (TimeoutError, httpcore.TimeoutException):
                 return self._unknown(UnknownReason.TIMEOUT, f"no answer from {url} within {self._timeout_text}")
-            except httpx.ConnectError as error:
+            except httpcore.ConnectError as error:
                 return self._unknown(UnknownReason.CONNECTION_FAILED, f"{url}: {str(error) or type(error).__name__}")
-            except httpx.HTTPError as error:
+            except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as error:
                 return self._unknown(UnknownReason.TRANSPORT_ERROR, f"{url}: {type(error).__name__}: {error}")
             except Exception as error:  # the contract: nothing raises out of a scrape
                 return self._unknown(UnknownReason.INTERNAL_ERROR, f"{url}: {type(error).__name__}: {error}")
+
+    def _resolve(self, ip: str, endpoint: Endpoint) -> _Target | _Refusal:
+        """The request for ``endpoint`` on the pod at ``ip``, or why that IP is not dialled; memoised."""
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            resolved: _Target | _Refusal = _Refusal(f"pod IP {ip[:64]!r} is not an IP address")
+        else:
+            if any(address in network for network in self._settings.allowed_networks):
+                host = f"[{address}]" if address.version == 6 else str(address)
+                resolved = _Target.of(f"{endpoint.scheme}://{host}:{endpoint.port}{endpoint.path}")
+            else:
+                resolved = _Refusal(f"pod IP {address} is outside the allowed networks")
+        if len(self._targets) >= self._settings.max_origins:
+            self._targets.clear()
+        self._targets[(ip, endpoint.scheme, endpoint.port, endpoint.path)] = resolved
+        return resolved
 
     @property
     def _timeout_text(self) -> str:
         return f"{self._settings.timeout_seconds:g} s"
 
-    async def _fetch_and_parse(self, url: str, endpoint: Endpoint) -> SampleOrUnknown:
-        request = self._requests.get(url)
-        if request is None:
-            if len(self._requests) >= self._settings.max_origins:
-                self._requests.clear()
-            request = self._requests[url] = self._client.build_request("GET", url)
-        response = await self._client.send(request, stream=True)
+    async def _fetch_and_parse(self, target: _Target, endpoint: Endpoint) -> SampleOrUnknown:
+        url = target.url
+        response = await self._transport.handle_async_request(target.request)
         try:
             timestamp_seconds = self._clock()
             refusal = self._refusal(url, response)
@@ -156,7 +167,7 @@ class Scraper:
             cap = self._settings.max_body_bytes
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():  # identity only (checked above): no decoding
+            async for chunk in response.aiter_stream():  # identity only (checked above): no decoding
                 size += len(chunk)
                 if size > cap:
                     message = f"{url} body exceeds the cap of {cap} bytes"
@@ -175,20 +186,63 @@ class Scraper:
         except ExpositionError as error:
             return Unknown(timestamp_seconds, UnknownReason.PARSE_ERROR, f"{url}: {error}")
 
-    def _refusal(self, url: str, response: httpx.Response) -> tuple[UnknownReason, str] | None:
+    def _refusal(self, url: str, response: httpcore.Response) -> tuple[UnknownReason, str] | None:
         """Why the response headers already rule out reading the body, if they do."""
-        if response.status_code != httpx.codes.OK:
-            return UnknownReason.HTTP_STATUS, f"{url} answered HTTP {response.status_code}"
-        coding = response.headers.get("content-encoding", "identity").strip().lower()
-        if coding not in ("identity", ""):
-            return UnknownReason.PARSE_ERROR, f"{url} sent content-encoding {coding[:32]!r}"
-        declared = response.headers.get("content-length", "")
+        if response.status != HTTPStatus.OK:
+            return UnknownReason.HTTP_STATUS, f"{url} answered HTTP {response.status}"
+        coding = b""
+        declared = b""
+        for name, value in response.headers:
+            lowered = name.lower()
+            if lowered == b"content-encoding":  # repeated headers are one comma-separated list
+                coding = value if not coding else coding + b", " + value
+            elif lowered == b"content-length":
+                declared = value
+        coding = coding.strip().lower()
+        if coding not in (b"identity", b""):
+            return UnknownReason.PARSE_ERROR, f"{url} sent content-encoding {coding[:32].decode('latin-1')!r}"
         if declared.isdigit() and int(declared) > self._settings.max_body_bytes:
-            return UnknownReason.TOO_LARGE, f"{url} declared {declared} bytes, cap {self._settings.max_body_bytes}"
+            cap = self._settings.max_body_bytes
+            return UnknownReason.TOO_LARGE, f"{url} declared {declared.decode()} bytes, cap {cap}"
         return None
 
     def _unknown(self, reason: UnknownReason, message: str) -> Unknown:
         return Unknown(self._clock(), reason, message)
+
+
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """A pod IP that is not dialled, and why."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One pod endpoint's URL (for messages) and the request sent to it, built once."""
+
+    url: str
+    request: httpcore.Request
+
+    @classmethod
+    def of(cls, url_text: str) -> _Target:
+        """Parsed and escaped as httpx does (``httpx.URL``); the headers are the scraper's, nothing else: no
+        cookies, no credentials, and an identity coding so that the size cap counts the bytes received."""
+        url = httpx.URL(url_text)
+        request = httpcore.Request(
+            b"GET",
+            httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=[
+                (b"Host", url.netloc),
+                (b"Accept", b"text/plain"),
+                (b"Accept-Encoding", b"identity"),
+                (b"User-Agent", _USER_AGENT),
+            ],
+        )
+        return cls(str(url), request)
+
+
+_USER_AGENT = f"tokenscale/{tokenscale.__version__}".encode()
 
 
 class PodMetricsSource:

@@ -12,11 +12,12 @@ import ipaddress
 import tracemalloc
 from collections.abc import AsyncIterator
 
-import httpx
+import httpcore
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from tests.unit.metrics.fakes import MockTransport, response
 
 from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import PRESETS, preset_for
@@ -107,11 +108,11 @@ def test_label_values_with_any_escapes_round_trip(label_values: list[str], count
     assert sample.requests_waiting == sum(counts[: len(label_values)])
 
 
-def _scrape(response: httpx.Response, *, max_body_bytes: int = 1 << 20) -> EngineSample | Unknown:
+def _scrape(answer: httpcore.Response, *, max_body_bytes: int = 1 << 20) -> EngineSample | Unknown:
     async def run() -> EngineSample | Unknown:
         async with Scraper(
             ScrapeSettings(allowed_networks=LOOPBACK, max_body_bytes=max_body_bytes, timeout_seconds=5.0),
-            transport=httpx.MockTransport(lambda _: response),
+            transport=MockTransport(lambda _: answer),
         ) as scraper:
             return (await scraper.scrape([PodTarget("p", "127.0.0.9")], Endpoint(preset=preset_for("vllm"))))["p"]
 
@@ -131,7 +132,7 @@ def _scrape(response: httpx.Response, *, max_body_bytes: int = 1 << 20) -> Engin
 def test_scraper_answers_hostile_responses_with_a_sample_or_a_reason(
     body: bytes, status: int, headers: dict[str, str]
 ) -> None:
-    result = _scrape(httpx.Response(status, content=body, headers=headers))
+    result = _scrape(response(status, body, headers=headers))
     assert isinstance(result, EngineSample | Unknown)
     if isinstance(result, Unknown):
         assert result.reason in set(UnknownReason)
@@ -151,7 +152,7 @@ def test_ten_megabyte_body_is_refused_with_bounded_memory() -> None:
 
     tracemalloc.start()
     try:
-        result = _scrape(httpx.Response(200, content=ten_megabytes()), max_body_bytes=cap)
+        result = _scrape(httpcore.Response(200, content=ten_megabytes()), max_body_bytes=cap)
         _, peak_bytes = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -1,4 +1,5 @@
-"""The scraper answers every pod with a sample or an unknown reason, never an exception (httpx.MockTransport)."""
+"""The scraper answers every pod with a sample or an unknown reason, never an exception (a mock transport, and
+real loopback servers for connection reuse, reconnects, TLS and deadlines)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpcore
 import pytest
+from tests.unit.metrics.fakes import MockTransport, response
 
 from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
@@ -32,14 +34,14 @@ class FakeClock:
         return self.now
 
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpcore.Request], httpcore.Response]
 
 
 def make_scraper(handler: Handler, **settings: Any) -> Scraper:
     return Scraper(
         ScrapeSettings(allowed_networks=LOOPBACK, **settings),
         clock=FakeClock(),
-        transport=httpx.MockTransport(handler),
+        transport=MockTransport(handler),
     )
 
 
@@ -49,22 +51,24 @@ async def scrape_one(handler: Handler, **settings: Any) -> EngineSample | Unknow
 
 
 async def test_sample_is_read_and_stamped_by_the_injected_clock() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpcore.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpcore.Request) -> httpcore.Response:
         seen.append(request)
-        return httpx.Response(200, content=SGLANG_TEXT)
+        return response(200, SGLANG_TEXT)
 
     result = await scrape_one(handler)
     assert isinstance(result, EngineSample)
     assert result.timestamp_seconds == 1001.0
     assert result.prompt_tokens_total == 8.128902e06
-    assert str(seen[0].url) == "http://127.0.0.2:30000/metrics"
-    assert seen[0].headers["accept-encoding"] == "identity"
+    assert bytes(seen[0].url) == b"http://127.0.0.2:30000/metrics"
+    headers = {name.lower(): value for name, value in seen[0].headers}
+    assert headers[b"host"] == b"127.0.0.2:30000"
+    assert headers[b"accept-encoding"] == b"identity"
 
 
 def _raise(error: Exception) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpcore.Request) -> httpcore.Response:
         raise error
 
     return handler
@@ -73,45 +77,57 @@ def _raise(error: Exception) -> Handler:
 @pytest.mark.parametrize(
     ("handler", "reason", "message"),
     [
-        pytest.param(_raise(httpx.ReadTimeout("slow")), UnknownReason.TIMEOUT, "within 2 s", id="read-timeout"),
+        pytest.param(_raise(httpcore.ReadTimeout("slow")), UnknownReason.TIMEOUT, "within 2 s", id="read-timeout"),
         pytest.param(
-            _raise(httpx.ConnectError("Connection refused")),
+            _raise(httpcore.ConnectError("Connection refused")),
             UnknownReason.CONNECTION_FAILED,
             "Connection refused",
             id="refused",
         ),
         pytest.param(
-            _raise(httpx.RemoteProtocolError("peer closed")), UnknownReason.TRANSPORT_ERROR, "peer closed", id="reset"
+            _raise(httpcore.RemoteProtocolError("peer closed")),
+            UnknownReason.TRANSPORT_ERROR,
+            "peer closed",
+            id="reset",
+        ),
+        pytest.param(
+            _raise(httpcore.ReadError("connection reset")), UnknownReason.TRANSPORT_ERROR, "reset", id="read-error"
         ),
         pytest.param(_raise(RuntimeError("boom")), UnknownReason.INTERNAL_ERROR, "boom", id="unexpected"),
-        pytest.param(lambda _: httpx.Response(500), UnknownReason.HTTP_STATUS, "HTTP 500", id="http-500"),
-        pytest.param(lambda _: httpx.Response(302), UnknownReason.HTTP_STATUS, "HTTP 302", id="redirect-not-followed"),
+        pytest.param(lambda _: response(500), UnknownReason.HTTP_STATUS, "HTTP 500", id="http-500"),
+        pytest.param(lambda _: response(302), UnknownReason.HTTP_STATUS, "HTTP 302", id="redirect-not-followed"),
         pytest.param(
-            lambda _: httpx.Response(200, content=b"\x00garbage\xff\nno families here"),
+            lambda _: response(200, b"\x00garbage\xff\nno families here"),
             UnknownReason.NO_MATCHING_FAMILY,
             "no sglang metric family",
             id="junk",
         ),
         pytest.param(
-            lambda _: httpx.Response(200, content=b'sglang:num_running_reqs{model_name="m} 1\n'),
+            lambda _: response(200, b'sglang:num_running_reqs{model_name="m} 1\n'),
             UnknownReason.PARSE_ERROR,
             "malformed",
             id="bad-text",
         ),
         pytest.param(
-            lambda _: httpx.Response(200, content=b"sglang:token_usage NaN\n"),
+            lambda _: response(200, b"sglang:token_usage NaN\n"),
             UnknownReason.PARSE_ERROR,
             "finite",
             id="nan-gauge",
         ),
         pytest.param(
-            lambda _: httpx.Response(200, content=b"x", headers={"content-encoding": "gzip"}),
+            lambda _: response(200, b"x", headers={"Content-Encoding": "gzip"}),
             UnknownReason.PARSE_ERROR,
             "content-encoding 'gzip'",
             id="compressed-body",
         ),
         pytest.param(
-            lambda _: httpx.Response(200, content=b"x" * 2048),
+            lambda _: response(200, b"x", headers={"content-encoding": "identity", "Content-Encoding": "br"}),
+            UnknownReason.PARSE_ERROR,
+            "content-encoding 'identity, br'",
+            id="repeated-coding-header",
+        ),
+        pytest.param(
+            lambda _: response(200, b"x" * 2048),
             UnknownReason.TOO_LARGE,
             "declared 2048 bytes",
             id="declared-too-large",
@@ -136,7 +152,7 @@ async def test_streamed_body_past_the_cap_stops_being_read() -> None:
             produced.append(1)
             yield b"y" * 1000
 
-    result = await scrape_one(lambda _: httpx.Response(200, content=endless()), max_body_bytes=10_000)
+    result = await scrape_one(lambda _: httpcore.Response(200, content=endless()), max_body_bytes=10_000)
     assert isinstance(result, Unknown)
     assert result.reason == UnknownReason.TOO_LARGE
     assert len(produced) == 11  # the chunk that crossed the cap is the last one read
@@ -148,7 +164,7 @@ async def test_slow_body_hits_the_total_deadline() -> None:
         await asyncio.sleep(30)
         yield b"sglang:num_queue_reqs 1\n"
 
-    result = await scrape_one(lambda _: httpx.Response(200, content=trickle()), timeout_seconds=0.05)
+    result = await scrape_one(lambda _: httpcore.Response(200, content=trickle()), timeout_seconds=0.05)
     assert isinstance(result, Unknown)
     assert result.reason == UnknownReason.TIMEOUT
 
@@ -163,11 +179,11 @@ async def test_slow_body_hits_the_total_deadline() -> None:
     ],
 )
 async def test_pod_outside_the_allowed_networks_is_never_dialled(ip: str) -> None:
-    dialled: list[httpx.Request] = []
+    dialled: list[httpcore.Request] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpcore.Request) -> httpcore.Response:
         dialled.append(request)
-        return httpx.Response(200, content=SGLANG_TEXT)
+        return response(200, SGLANG_TEXT)
 
     async with make_scraper(handler) as scraper:
         result = (await scraper.scrape([PodTarget("p", ip)], ENDPOINT))["p"]
@@ -177,10 +193,10 @@ async def test_pod_outside_the_allowed_networks_is_never_dialled(ip: str) -> Non
 
 
 async def test_every_pod_gets_one_answer_per_call_and_failures_stay_per_pod() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "127.0.0.3":
-            return httpx.Response(503)
-        return httpx.Response(200, content=SGLANG_TEXT)
+    def handler(request: httpcore.Request) -> httpcore.Response:
+        if request.url.host == b"127.0.0.3":
+            return response(503)
+        return response(200, SGLANG_TEXT)
 
     pods = [PodTarget("a", "127.0.0.2"), PodTarget("b", "127.0.0.3"), PodTarget("c", "127.0.0.4")]
     async with make_scraper(handler) as scraper:
@@ -196,17 +212,17 @@ async def test_concurrency_is_bounded() -> None:
     in_flight = 0
     peak = 0
 
-    async def handler(request: httpx.Request) -> httpx.Response:
+    async def handler(request: httpcore.Request) -> httpcore.Response:
         nonlocal in_flight, peak
         in_flight += 1
         peak = max(peak, in_flight)
         await asyncio.sleep(0.01)
         in_flight -= 1
-        return httpx.Response(200, content=SGLANG_TEXT)
+        return response(200, SGLANG_TEXT)
 
     pods = [PodTarget(f"p{i}", f"127.0.1.{i}") for i in range(1, 21)]
     async with Scraper(
-        ScrapeSettings(allowed_networks=LOOPBACK, max_concurrency=3), transport=httpx.MockTransport(handler)
+        ScrapeSettings(allowed_networks=LOOPBACK, max_concurrency=3), transport=MockTransport(handler)
     ) as scraper:
         results = await scraper.scrape(pods, ENDPOINT)
     assert all(isinstance(r, EngineSample) for r in results.values())
@@ -214,20 +230,20 @@ async def test_concurrency_is_bounded() -> None:
 
 
 async def test_cookies_from_pods_are_not_kept() -> None:
-    cookies_sent: list[str | None] = []
+    cookies_sent: list[list[bytes]] = []
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        cookies_sent.append(request.headers.get("cookie"))
-        return httpx.Response(200, content=SGLANG_TEXT, headers={"set-cookie": "session=abc"})
+    def handler(request: httpcore.Request) -> httpcore.Response:
+        cookies_sent.append([value for name, value in request.headers if name.lower() == b"cookie"])
+        return response(200, SGLANG_TEXT, headers={"set-cookie": "session=abc"})
 
     async with make_scraper(handler) as scraper:
         for _ in range(2):
             await scraper.scrape([POD], ENDPOINT)
-    assert cookies_sent == [None, None]
+    assert cookies_sent == [[], []]
 
 
 async def test_pod_source_implements_the_metrics_source_protocol() -> None:
-    async with make_scraper(lambda _: httpx.Response(200, content=SGLANG_TEXT)) as scraper:
+    async with make_scraper(lambda _: response(200, SGLANG_TEXT)) as scraper:
         source: MetricsSource = PodMetricsSource(scraper, ENDPOINT)
         results = await source.sample([POD])
     assert isinstance(results[POD.name], EngineSample)
@@ -235,7 +251,7 @@ async def test_pod_source_implements_the_metrics_source_protocol() -> None:
 
 async def test_model_name_filter_applies_to_scrapes() -> None:
     endpoint = Endpoint(preset=preset_for("sglang"), port=30000, model_name="another-model")
-    async with make_scraper(lambda _: httpx.Response(200, content=SGLANG_TEXT)) as scraper:
+    async with make_scraper(lambda _: response(200, SGLANG_TEXT)) as scraper:
         result = (await scraper.scrape([POD], endpoint))[POD.name]
     assert isinstance(result, Unknown)
     assert result.reason == UnknownReason.NO_MATCHING_FAMILY

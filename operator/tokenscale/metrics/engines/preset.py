@@ -125,14 +125,16 @@ def sample_from_series(
     value is invalid for what the engine means.
     """
     by_name: dict[str, list[Series]] = defaultdict(list)
-    for s in exposition.select_model(series, model_name=model_name):
+    for s in series if model_name is None else exposition.select_model(series, model_name=model_name):
         by_name[s.id.name].append(s)
 
     values: dict[str, Any] = {}
     for scalar in preset.scalars:
-        name = next((n for n in scalar.names if by_name.get(n)), None)
-        if name is not None:
-            values[scalar.field] = _aggregate(by_name[name], scalar.aggregation, preset.copy_labels)
+        for name in scalar.names:
+            found = by_name.get(name)
+            if found:
+                values[scalar.field] = _aggregate(found, scalar.aggregation, preset.copy_labels)
+                break
     for histogram_spec in preset.histograms:
         for base in histogram_spec.names:
             histogram = exposition.histogram_from_series(by_name, base_name=base, copy_labels=preset.copy_labels)
@@ -147,7 +149,7 @@ def sample_from_series(
     if not values:
         scope = f" for model_name={model_name!r}" if model_name is not None else ""
         raise NoMatchingFamilyError(f"no {preset.engine} metric family{scope} in the exposition")
-    return dataclasses.replace(EngineSample(timestamp_seconds=timestamp_seconds), **values)
+    return EngineSample(timestamp_seconds=timestamp_seconds, **values)
 
 
 def _aggregate(series: Sequence[Series], aggregation: Aggregation, copy_labels: tuple[str, ...]) -> float:
