@@ -52,23 +52,9 @@ _HISTORY_SLACK_TICKS = 3
 """Samples are kept for the rate window plus this many ticks, so the window is always covered."""
 
 
-class Cluster(Protocol):
-    """The cluster as a tick uses it (implemented by `tokenscale.kube.cluster.KubeCluster`)."""
-
-    async def read_scale(self, *, namespace: str, ref: ScaleRef) -> Scale: ...
-
-    async def write_scale(self, *, namespace: str, ref: ScaleRef, replicas: int) -> Scale: ...
-
-    async def list_pods(self, *, namespace: str, selector: str) -> Sequence[kube_pods.PodInfo]: ...
-
-    async def patch_pod(
-        self,
-        *,
-        namespace: str,
-        name: str,
-        labels: Mapping[str, str | None] | None = None,
-        annotations: Mapping[str, str | None] | None = None,
-    ) -> None: ...
+class Cluster(pools.PoolCluster, Protocol):
+    """The cluster as a tick uses it (implemented by `tokenscale.kube.cluster.KubeCluster`): what a pool needs
+    (/scale and pods), plus the scale owners and the status."""
 
     async def find_scale_owners(
         self, *, namespace: str, refs: tuple[ScaleRef, ...]
