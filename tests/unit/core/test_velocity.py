@@ -5,28 +5,15 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from tests.unit.core import helpers
 
 from tokenscale.api import profiles
 from tokenscale.core import velocity
-from tokenscale.core.profile import BucketGrid, PerfModel
+from tokenscale.core.profile import BucketGrid
 
-# A toy instance with round numbers so the arithmetic can be done by hand.
-TOY = PerfModel(
-    prefill_fixed_ms=10.0,
-    prefill_ms_per_token=0.01,
-    prefill_ms_per_token_squared=0.0,
-    decode_fixed_ms=10.0,
-    decode_ms_per_kv_token=0.0,
-    decode_ms_per_sequence=0.1,
-    kv_capacity_tokens=100_000,
-    kv_bytes_per_token=100_000,
-    link_bytes_per_second=1e9,
-    kv_transfer_fixed_ms=0.5,
-    max_num_seqs=256,
-    max_num_batched_tokens=1000,
-    gpus_per_instance=1,
-    cold_start_seconds=60,
-)
+# The core tests' toy instance: prefill 10 + 0.01·L ms, decode step 10 + 0.1·B ms, KV 100,000 tokens,
+# 1e5 bytes per token over 1e9 bytes/s, 256 sequences, 1000-token steps.
+TOY = helpers.TOY_PERF
 
 
 def test_prefill_velocity_is_budget_over_step_time() -> None:
