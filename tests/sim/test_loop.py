@@ -61,10 +61,23 @@ def test_conversion_absorbs_the_burst_while_prefillers_start(burst_scenario: sco
     assert plain.conversions == 0
     assert converted.ttft_p99_seconds is not None
     assert plain.ttft_p99_seconds is not None
-    assert converted.ttft_p99_seconds < 0.8 * plain.ttft_p99_seconds
-    assert converted.ttft_attainment > plain.ttft_attainment
+    assert converted.ttft_p99_seconds < plain.ttft_p99_seconds
+    # One decoder, converted, takes a share of the 56k tok/s excess until the new prefillers serve (measured: 49.0%
+    # against 40.2% of requests within their TTFT objective).
+    assert converted.ttft_attainment > plain.ttft_attainment + 0.05
     # Restricted chunked prefill keeps decoding within the TPOT objective.
     assert converted.tpot_attainment == 1.0
+
+
+def test_burst_onset_starts_prefillers_for_its_rate_not_to_drain_its_queue_at_once(
+    burst_scenario: scoreboard.Scenario,
+) -> None:
+    # The burst's 64k tok/s needs 3 prefillers (the demand schedule's peak). Its queue, drained within the tightest
+    # objective (0.25 s), would ask for 16 (the old sizing did), all serving only after the 30 s cold start; spread
+    # over the cold start it adds at most a couple.
+    _, outcome = scoreboard.run_one(burst_scenario, "tokenscale")
+    peak_prefill, _ = burst_scenario.demand_bound.peak()
+    assert peak_prefill <= max(outcome.timeline.prefill_provisioned) <= peak_prefill + 2
 
 
 def test_scale_in_drains_after_the_burst(burst_scenario: scoreboard.Scenario) -> None:

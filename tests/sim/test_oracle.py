@@ -146,3 +146,35 @@ def test_a_target_outside_zero_to_one_is_an_error(burst: tuple[Trace, ScalingSet
     trace, settings = burst
     with pytest.raises(ValueError, match="target_attainment"):
         oracle.find_oracle(trace=trace, settings=settings, target_attainment=target)
+
+
+@pytest.mark.parametrize(
+    ("instances", "bin_seconds", "cold_start_seconds", "expected"),
+    [
+        # docstring example: held in bins 2-3 and 6 (10 s bins): 60 s before bin 2, the 20 s gap bridged
+        pytest.param([0, 0, 1, 1, 0, 0, 1], 10.0, 60.0, 80.0, id="gap-shorter-than-a-cold-start-bridged"),
+        # the 20 s gap with a 10 s cold start: restart (10 s) beats keeping (20 s); 10 + 10
+        pytest.param([0, 0, 1, 1, 0, 0, 1], 10.0, 10.0, 20.0, id="gap-longer-than-a-cold-start-restarts"),
+        # held from the first bin: warm, nothing to pay
+        pytest.param([1, 1, 1, 1], 1.0, 60.0, 0.0, id="warm-from-the-start"),
+        # slot 1 from bin 0 (warm); slot 2 in bins 1 and 3 (a start, 5 s, then the 1 s gap bridged);
+        # slot 3 in bin 3 (5 s)
+        pytest.param([1, 2, 1, 3], 1.0, 5.0, 5.0 + 1.0 + 5.0, id="stacked-slots"),
+        pytest.param([0, 0, 0], 1.0, 60.0, 0.0, id="nothing-held"),
+    ],
+)
+def test_cold_start_overhead_pays_one_start_per_run_and_bridges_short_gaps(
+    instances: list[int], bin_seconds: float, cold_start_seconds: float, expected: float
+) -> None:
+    got = oracle.cold_start_overhead_instance_seconds(
+        instances=np.asarray(instances, dtype=np.int64), bin_seconds=bin_seconds, cold_start_seconds=cold_start_seconds
+    )
+    assert got == pytest.approx(expected)
+
+
+def test_the_oracle_with_cold_starts_costs_more_the_longer_they_are(burst: tuple[Trace, ScalingSettings]) -> None:
+    trace, settings = burst
+    found = oracle.find_oracle(trace=trace, settings=settings)
+    costs = [found.gpu_hours_with_cold_start(seconds) for seconds in (0.0, 10.0, 60.0)]
+    assert costs[0] == found.gpu_hours
+    assert costs[0] < costs[1] < costs[2]

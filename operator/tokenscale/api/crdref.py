@@ -16,10 +16,6 @@ from tokenscale.api import crdgen, v1alpha1
 __all__ = ["crd_reference_markdown"]
 
 _CONSTRAINTS = (
-    ("minimum", ">= {}"),
-    ("exclusiveMinimum", "> {}"),
-    ("maximum", "<= {}"),
-    ("exclusiveMaximum", "< {}"),
     ("minLength", "length >= {}"),
     ("maxLength", "length <= {}"),
     ("minItems", "items >= {}"),
@@ -57,8 +53,21 @@ def _type(node: Mapping[str, Any]) -> str:
     return kind
 
 
+def _bounds(node: Mapping[str, Any]) -> list[str]:
+    """``>= x`` / ``> x`` and ``<= x`` / ``< x``: OpenAPI v3.0 states an exclusive bound as ``minimum: x`` with the
+    boolean ``exclusiveMinimum: true`` (likewise for maxima), the form the CRD carries."""
+    parts = []
+    for bound, flag, inclusive, exclusive in (
+        ("minimum", "exclusiveMinimum", ">=", ">"),
+        ("maximum", "exclusiveMaximum", "<=", "<"),
+    ):
+        if bound in node:
+            parts.append(f"{exclusive if node.get(flag) is True else inclusive} {node[bound]}")
+    return parts
+
+
 def _constraints(node: Mapping[str, Any]) -> str:
-    parts = [template.format(node[key]) for key, template in _CONSTRAINTS if key in node]
+    parts = _bounds(node) + [template.format(node[key]) for key, template in _CONSTRAINTS if key in node]
     if "enum" in node:
         parts.append("one of " + ", ".join(f"`{value}`" for value in node["enum"]))
     return "; ".join(parts)

@@ -414,11 +414,12 @@ class TokenScalePolicySpec(_Model):
         default=None,
         gt=0,
         le=3600,
-        description="Prefill sizing drains the waiting prompt tokens within this many seconds; unset: the "
-        "tightest TTFT objective (the prefill queue is first come, first served).",
+        description="New prefillers are sized to drain the waiting prompt tokens within this many seconds; unset: "
+        "the cold start plus the tightest TTFT objective (a prefiller started now serves after its cold start). "
+        "Convertible decoders always take the backlog against the tightest objective.",
     )
     demand_quantile: float = Field(
-        default=0.95,
+        default=0.99,
         gt=0,
         le=1,
         description="Prefillers are sized for this quantile of the prefill demand over demandWindowSeconds.",

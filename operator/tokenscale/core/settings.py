@@ -118,8 +118,9 @@ class TokenScaleSettings:
       KV block, and is restored when its decode step alone leaves no such room within the objective itself.
     - ``conversion_kv_reserve_ratio``: share of a converted decoder's KV held for burst prefills, which the
       decode sizing makes up for with extra decoders.
-    - ``backlog_drain_seconds``: the prefill sizing drains the waiting prompt tokens within this time; ``None``
-      (the default): the tightest TTFT objective of the SLO (the prefill queue is FIFO).
+    - ``backlog_drain_seconds``: new prefillers are sized to drain the waiting prompt tokens within this time;
+      ``None`` (the default): the profile's cold start plus the tightest TTFT objective (a prefiller started now
+      serves after its cold start). Conversion always measures the backlog against the tightest objective.
     - ``demand_quantile`` q and ``demand_window_seconds`` W: prefillers are sized for the q-quantile of the
       prefill demand seen over the last W seconds (the current tick's alone with W = 0, as the paper's formula),
       so capacity a burst needed stays while bursts recur, and a spike shorter than (1 − q)·W starts nothing.
@@ -134,7 +135,7 @@ class TokenScaleSettings:
     tpot_headroom_ratio: float = 0.8
     conversion_kv_reserve_ratio: float = 0.15
     backlog_drain_seconds: float | None = None
-    demand_quantile: float = 0.95
+    demand_quantile: float = 0.99
     demand_window_seconds: float = 600.0
 
     def __post_init__(self) -> None:

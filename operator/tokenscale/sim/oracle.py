@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_TARGET_ATTAINMENT",
     "Oracle",
     "OracleSchedule",
+    "cold_start_overhead_instance_seconds",
     "demand_plan",
     "find_oracle",
     "lower_bound_gpu_hours",
@@ -268,6 +269,29 @@ def replay(
     )
 
 
+def cold_start_overhead_instance_seconds(
+    *, instances: npt.NDArray[np.int64], bin_seconds: float, cold_start_seconds: float
+) -> float:
+    """Instance-seconds that running the per-bin ``instances`` costs beyond the plan's own when every instance must
+    start ``cold_start_seconds`` before it serves, the future known.
+
+    Instance slot k (held while the plan holds at least k instances) pays, before each of its runs, the shorter of a
+    cold start and the gap since its previous run (a gap shorter than a cold start is bridged by keeping the instance:
+    restarting would cost more). A run from the plan's first bin pays nothing (the run starts warm). Example, 10 s
+    bins, 60 s cold start, one slot held in bins 2–3 and 6: 60 s before bin 2, then the 20 s gap (bins 4–5) bridged:
+    80 instance-seconds.
+    """
+    total_seconds = 0.0
+    for slot in range(1, int(instances.max(initial=0)) + 1):
+        held = np.concatenate(([False], instances >= slot, [False]))
+        edges = np.flatnonzero(held[1:] != held[:-1])
+        starts, ends = edges[0::2], edges[1::2]
+        gaps_seconds = (starts[1:] - ends[:-1]) * bin_seconds
+        first_seconds = cold_start_seconds if starts[0] > 0 else 0.0
+        total_seconds += first_seconds + float(np.minimum(gaps_seconds, cold_start_seconds).sum())
+    return total_seconds
+
+
 @dataclass(frozen=True, eq=False)
 class Oracle:
     """The oracle's plan, what its replay gave, and the demand bound below it."""
@@ -279,6 +303,19 @@ class Oracle:
     gpu_hours: float
     """GPU-hours of the replayed plan (instances draining after a scale-in included, as for every policy)."""
     replays: int
+
+    def gpu_hours_with_cold_start(self, cold_start_seconds: float) -> float:
+        """GPU-hours of this plan, the future known, when each instance must start ``cold_start_seconds`` before it
+        serves (`cold_start_overhead_instance_seconds` of both roles added to the replay's): a plan an online
+        policy with that cold start could at best match, and an upper bound on the cheapest such plan."""
+        plan = self.schedule
+        overhead = sum(
+            cold_start_overhead_instance_seconds(
+                instances=instances, bin_seconds=plan.bin_seconds, cold_start_seconds=cold_start_seconds
+            )
+            for instances in (plan.prefill_instances, plan.decode_instances)
+        )
+        return self.gpu_hours + overhead * plan.gpus_per_instance / 3600.0
 
 
 def _misses_per_bin(

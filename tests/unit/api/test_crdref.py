@@ -76,3 +76,18 @@ def test_cel_rules_are_listed_with_their_messages() -> None:
     text = crdref.crd_reference_markdown()
     assert "`self.minReplicas <= self.maxReplicas`: minReplicas must be less than or equal to maxReplicas" in text
     assert "ttftTiers must be sorted by strictly increasing maxInputTokens" in text
+
+
+@pytest.mark.parametrize(
+    ("path", "constraints"),
+    [
+        # pydantic gt=0, le=3600: OpenAPI v3.0's minimum 0 with exclusiveMinimum true
+        pytest.param("policy.tokenscale.backlogDrainSeconds", "> 0; <= 3600", id="exclusive-minimum"),
+        # pydantic ge=0, lt=1
+        pytest.param("policy.tokenscale.conversionKvReserveRatio", ">= 0; < 1", id="exclusive-maximum"),
+        pytest.param("metrics.port", ">= 1; <= 65535", id="inclusive-bounds"),
+    ],
+)
+def test_rows_state_bounds_as_comparisons(path: str, constraints: str) -> None:
+    spec = crdref.crd_reference_markdown().split("## `spec`", 1)[1].split("\n## ", 1)[0]
+    assert _row(spec, path).split(" | ")[3] == constraints

@@ -13,7 +13,7 @@ from tests.unit.core.helpers import decode_pods, load, make_settings, observatio
 
 from tokenscale.core import decide, reasons
 from tokenscale.core.policies import registry, tokenscale
-from tokenscale.core.settings import SLO, Behavior, DistServeSettings, RoleBounds, TokenScaleSettings
+from tokenscale.core.settings import SLO, Behavior, DistServeSettings, RoleBounds, ScalingSettings, TokenScaleSettings
 from tokenscale.core.types import Action, Decision, LoadSignals, Observation, ServingRole
 
 
@@ -157,31 +157,62 @@ def waiting(signals: LoadSignals, requests: float) -> LoadSignals:
 @pytest.mark.parametrize(
     ("signals", "drain_seconds", "expected"),
     [
-        # 20 waiting x 1000 tokens within the tightest objective, 0.25 s, whatever the mean prompt's own tier
-        pytest.param(waiting(load(0, mean_prompt=1000), 20), None, 80_000.0, id="tightest-objective"),
-        pytest.param(waiting(load(0, mean_prompt=2000), 5), None, 40_000.0, id="long-prompts-too"),
-        pytest.param(waiting(load(0, mean_prompt=1000), 20), 10.0, 2_000.0, id="configured-10s"),
-        pytest.param(load(0, mean_prompt=1000), None, 0.0, id="no-backlog"),
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), 0.25, 80_000.0, id="20x1000-within-0.25s"),
+        pytest.param(waiting(load(0, mean_prompt=2000), 5), 0.25, 40_000.0, id="5x2000-within-0.25s"),
+        pytest.param(waiting(load(0, mean_prompt=1000), 20), 10.0, 2_000.0, id="20x1000-within-10s"),
+        pytest.param(load(0, mean_prompt=1000), 0.25, 0.0, id="no-backlog"),
     ],
 )
-def test_backlog_drains_within_the_tightest_objective(
-    signals: LoadSignals, drain_seconds: float | None, expected: float
+def test_backlog_drain_is_waiting_prompt_tokens_over_the_drain_time(
+    signals: LoadSignals, drain_seconds: float, expected: float
 ) -> None:
-    settings = make_settings(tokenscale=TokenScaleSettings(backlog_drain_seconds=drain_seconds))
-    assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(expected)
+    got = tokenscale.backlog_drain_tokens_per_second(load=signals, drain_seconds=drain_seconds)
+    assert got == pytest.approx(expected)
 
 
-def test_backlog_drain_follows_the_configured_tiers() -> None:
-    # tiers 0.5 s (< 512 tokens) and 3 s: 10 x 1000 tokens within 0.5 s
-    settings = make_settings(slo=SLO(ttft_tiers=((512, 0.5), (8192, 3.0))))
-    signals = waiting(load(0, mean_prompt=1000), 10)
-    assert tokenscale.backlog_drain_tokens_per_second(load=signals, settings=settings) == pytest.approx(20_000.0)
+def _with_cold_start(settings: ScalingSettings, cold_start_seconds: float) -> ScalingSettings:
+    perf = dataclasses.replace(settings.profile.perf, cold_start_seconds=cold_start_seconds)
+    return dataclasses.replace(settings, profile=dataclasses.replace(settings.profile, perf=perf))
+
+
+@pytest.mark.parametrize(
+    ("cold_start_seconds", "configured_seconds", "slo", "immediate", "provisioning"),
+    [
+        # the tightest of the default tiers is 0.25 s, whatever the mean prompt's own tier
+        pytest.param(0.0, None, SLO(), 0.25, 0.25, id="instant-start"),
+        # a prefiller started now serves 60 s later: the backlog is spread over 60 s + 0.25 s
+        pytest.param(60.0, None, SLO(), 0.25, 60.25, id="60s-cold-start"),
+        pytest.param(60.0, 10.0, SLO(), 0.25, 10.0, id="configured-overrides-provisioning-only"),
+        # tiers 0.5 s (< 512 tokens) and 3 s
+        pytest.param(100.0, None, SLO(ttft_tiers=((512, 0.5), (8192, 3.0))), 0.5, 100.5, id="configured-tiers"),
+    ],
+)
+def test_drain_times_for_capacity_now_and_for_new_prefillers(
+    cold_start_seconds: float, configured_seconds: float | None, slo: SLO, immediate: float, provisioning: float
+) -> None:
+    settings = _with_cold_start(
+        make_settings(slo=slo, tokenscale=TokenScaleSettings(backlog_drain_seconds=configured_seconds)),
+        cold_start_seconds,
+    )
+    assert tokenscale.immediate_drain_seconds(settings) == pytest.approx(immediate)
+    assert tokenscale.provisioning_drain_seconds(settings) == pytest.approx(provisioning)
 
 
 def test_prefillers_cover_arrivals_and_the_backlog_drain() -> None:
     # 12k arriving + 10 x 1000 waiting over 0.25 s (40k) = 52k at 10k per prefiller: 6 (2 without the backlog)
     assert run(steady(waiting(load(12_000), 10))).recommended_prefill_replicas == 6
     assert run(steady(load(12_000))).recommended_prefill_replicas == 2
+
+
+def test_a_backlog_converts_decoders_now_but_starts_prefillers_only_for_what_outlasts_a_cold_start() -> None:
+    # 12k arriving + 10 x 1000 waiting, 2 Ready prefillers (20k), 60 s cold start. New prefillers: 12k + 10k / 60.25 s
+    # (166) = 12.2k -> 2, none started for a queue that is gone before they serve. Capacity now: 12k + 10k / 0.25 s
+    # = 52k against 20k Ready: decoders convert at once.
+    settings = _with_cold_start(make_settings(), 60.0)
+    obs = steady(waiting(load(12_000), 10))
+    decision, _ = decide.decide(settings=settings, observation=obs, state=decide.initial_state(settings=settings))
+    assert decision.recommended_prefill_replicas == 2
+    assert decision.convert_pods
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,18 @@
 """TokenScale: Token Velocity sizing of both roles, and convertible decoders for bursts (algorithms.md §1).
 
-- Prefillers ``N_P = ceil((λ_in + Q_tokens / T_drain) / min(V_P, V_N))`` [secondary: ``ceil(λ_in / min(V_P,
-  V_N))``; the backlog term reconstructed], where λ_in is the arriving prompt-token rate, the higher of the window
-  and recent estimates (`tokenscale.core.observe`), so a burst raises prefill in the tick that first sees it
-  [reconstructed]; ``Q_tokens`` the prompt tokens waiting (waiting requests × mean prompt length) and ``T_drain``
-  the tightest TTFT objective (or ``backlog_drain_seconds``): a standing queue is drained within the objective of
-  the shortest prompts waiting behind it (the queue is FIFO), not merely kept from growing.
+- Prefillers ``N_P = ceil(Q_q(λ_in + Q_tokens / (T_cold + T_obj)) / min(V_P, V_N))`` [secondary: ``ceil(λ_in /
+  min(V_P, V_N))``; the backlog term and the quantile reconstructed], where λ_in is the arriving prompt-token rate, the
+  higher of the window and recent estimates (`tokenscale.core.observe`), so a burst raises prefill in the tick that
+  first sees it [reconstructed]; ``Q_tokens`` the prompt tokens waiting (waiting requests × mean prompt length),
+  ``T_obj`` the tightest TTFT objective and ``T_cold`` the cold start (or ``backlog_drain_seconds`` for the sum): a
+  prefiller started now serves only after its cold start, so it is sized for the backlog spread over the time until
+  it serves plus the objective; ``Q_q`` the q-quantile of that demand over the demand window.
+- Convertible decoders (`tokenscale.core.conversion`, decided in the same tick as the counts) take what capacity is
+  short *now*: arrivals plus the backlog drained within ``T_obj`` (the FIFO queue's shortest prompts need it gone
+  within theirs), against the Ready prefillers.
 - Decoders ``N_D = ceil(Σ_b λ_b / V_D,b + C · f_res)`` [secondary per-bucket form; the reserve term is
   reconstructed]: λ_b the (input + predicted output) token arrival rate of bucket b, C the converted decoders after
   this tick and f_res the KV share each holds back for burst prefills, made up by extra decoders.
-- Convertible decoders: `tokenscale.core.conversion`, decided in the same tick as the counts.
 
 Zero load gives 0 for both, which the bounds raise to the minimum. Variants (registry names):
 ``tokenscale-no-conversion`` (no convertible decoders) and ``tokenscale-prefill-only`` (TokenScale's prefill
@@ -36,6 +39,8 @@ __all__ = [
     "backlog_drain_tokens_per_second",
     "bucket_rates",
     "demand_quantile",
+    "immediate_drain_seconds",
+    "provisioning_drain_seconds",
     "record_demand",
     "sizing_arrival_rate",
 ]
@@ -57,14 +62,28 @@ def sizing_arrival_rate(load: LoadSignals) -> float:
     return max(load.arriving_prompt_tokens_per_second, recent if recent is not None else 0.0)
 
 
-def backlog_drain_tokens_per_second(*, load: LoadSignals, settings: ScalingSettings) -> float:
-    """``Q_tokens / T_drain``: the waiting prompt tokens (waiting requests × mean prompt length) over the drain time,
-    ``backlog_drain_seconds`` or else the tightest TTFT objective of the SLO. The prefill queue is FIFO: a request
-    waits for everything ahead of it, so the shortest prompts, whose objective is the tightest, need the whole
-    backlog gone within it."""
-    drain_seconds = settings.tokenscale.backlog_drain_seconds
-    if drain_seconds is None:
-        drain_seconds = min(seconds for _, seconds in settings.slo.ttft_tiers)
+def immediate_drain_seconds(settings: ScalingSettings) -> float:
+    """``T_obj``: the tightest TTFT objective of the SLO. The prefill queue is FIFO: a request waits for everything
+    ahead of it, so the shortest prompts, whose objective is the tightest, need the whole backlog gone within it.
+    Capacity that serves at once (Ready prefillers, converted decoders) is measured against this drain."""
+    return min(seconds for _, seconds in settings.slo.ttft_tiers)
+
+
+def provisioning_drain_seconds(settings: ScalingSettings) -> float:
+    """``T_cold + T_obj``, or ``backlog_drain_seconds`` when set: the drain time new prefillers are sized for.
+
+    A prefiller started now serves one cold start later; until then the backlog is drained (or not) by what is Ready
+    and by converted decoders. Sizing new instances to drain it within ``T_obj`` asks, at a burst's onset, for many
+    times the capacity the burst needs, all of it arriving after the queue is gone (docs/algorithms.md §4)."""
+    configured = settings.tokenscale.backlog_drain_seconds
+    if configured is not None:
+        return configured
+    return settings.profile.perf.cold_start_seconds + immediate_drain_seconds(settings)
+
+
+def backlog_drain_tokens_per_second(*, load: LoadSignals, drain_seconds: float) -> float:
+    """``Q_tokens / drain_seconds``: the waiting prompt tokens (waiting requests × mean prompt length) over the
+    drain time."""
     return load.requests_waiting * load.mean_prompt_tokens / drain_seconds
 
 
@@ -139,7 +158,8 @@ class TokenScalePolicy(BehaviorLimits):
         velocities = settings.profile.velocities
         per_prefiller = min(velocities.prefill_tokens_per_second, velocities.network_tokens_per_second)
         arriving = sizing_arrival_rate(load)
-        drain = backlog_drain_tokens_per_second(load=load, settings=settings)
+        drain = backlog_drain_tokens_per_second(load=load, drain_seconds=provisioning_drain_seconds(settings))
+        drain_now = backlog_drain_tokens_per_second(load=load, drain_seconds=immediate_drain_seconds(settings))
         history = record_demand(
             history=state.demand_history,
             now_seconds=observation.now_seconds,
@@ -154,7 +174,7 @@ class TokenScalePolicy(BehaviorLimits):
             settings=settings,
             observation=observation,
             state=state.conversion,
-            arriving_prompt_tokens_per_second=arriving + drain,
+            arriving_prompt_tokens_per_second=arriving + drain_now,
             ready_prefill_tokens_per_second=ready_capacity,
             enabled=conversion.conversion_in_use(converts=self.converts, settings=settings),
         )
@@ -210,6 +230,7 @@ class TokenScalePolicy(BehaviorLimits):
                 "recent_arriving_prompt_tokens_per_second": load.recent_arriving_prompt_tokens_per_second or 0.0,
                 "sizing_prompt_tokens_per_second": arriving,
                 "backlog_drain_tokens_per_second": drain,
+                "immediate_backlog_drain_tokens_per_second": drain_now,
                 "sized_prefill_demand_tokens_per_second": sized,
                 "prefill_velocity_tokens_per_second": velocities.prefill_tokens_per_second,
                 "network_velocity_tokens_per_second": velocities.network_tokens_per_second,
