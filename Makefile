@@ -77,6 +77,10 @@ bench: install ## Benchmarks; results go to docs/benchmarks.md by hand with thei
 bench-policies: install ## Regenerate docs/results.md and docs/results.json: every policy on the Azure traces
 	$(RUN)/python -m benchmarks.policies
 
+.PHONY: bench-coldstart
+bench-coldstart: install ## Regenerate docs/results-coldstart.md: the oracle's plans with cold starts paid
+	$(RUN)/python -m benchmarks.coldstart
+
 .PHONY: bench-hetero
 bench-hetero: install ## Regenerate docs/results-hetero.md: homogeneous vs heterogeneous pools, KV across domains
 	$(RUN)/python -m benchmarks.hetero

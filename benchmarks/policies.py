@@ -228,7 +228,9 @@ def render(
         "from the burst ratio (q0.99 of the 10 s prompt-token rate over the mean);",
         "- cost: GPU-hours provisioned over the trace's hour (starting and draining instances included); "
         "`× oracle` divides by the oracle's GPU-hours: the cheapest plan found that meets 95% of the SLO knowing the "
-        "future and starting instantly (docs/simulator.md, 'The oracle'). The `oracle` row replays that plan;",
+        "future and starting instantly (docs/simulator.md, 'The oracle'). The `oracle` row replays that plan. What "
+        "knowing the future still costs when instances take a cold start to serve: "
+        "[results-coldstart.md](results-coldstart.md) (`make bench-coldstart`);",
         f"- seed {SEED}; {jobs} worker process(es) on {platform.processor() or platform.machine()}.",
         "",
         f"The oracle, found once per trace and profile for both tables ({prepare_seconds:.0f} s with the goodputs):",
