@@ -29,9 +29,11 @@ DEPLOYMENT = ScaleRef(api_version="apps/v1", kind="Deployment", name="engine")
 @pytest.fixture
 def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
     api = kube_client.build_api_client(kubeconfig=dev_cluster.kubeconfig)
+    found = KubeCluster(api, owners_ttl_seconds=0.0, scale_ttl_seconds=0.0)
     try:
-        yield KubeCluster(api, owners_ttl_seconds=0.0)
+        yield found
     finally:
+        found.close()
         api.close()
 
 
