@@ -54,9 +54,11 @@ def test_pod_changes_are_read_from_the_watch_without_a_list(
     kubectl.run("label", "pod", first, "tokenscale.io/role=converted", "--overwrite", f"--namespace={namespace}")
     kubectl.run("scale", "deployment", "engine", "--replicas=3", f"--namespace={namespace}")
     relabelled = wait_until(
-        lambda: {p.name: p.labels["tokenscale.io/role"] for p in _read(kube, namespace) if p.pod_ip and p.ready}
-        if len(_read(kube, namespace)) == 3
-        else None,
+        lambda: (
+            {p.name: p.labels["tokenscale.io/role"] for p in _read(kube, namespace) if p.pod_ip and p.ready}
+            if len(_read(kube, namespace)) == 3
+            else None
+        ),
         what="the relabel and the third Ready pod in the cache",
     )
     assert relabelled[first] == "converted"

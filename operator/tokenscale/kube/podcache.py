@@ -171,6 +171,11 @@ class PodCache:
                 failures = self._failed(failures, exc)
             except (errors.ApiError, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 failures = self._failed(failures, exc)
+            except Exception as exc:
+                # Whatever else (a bug, a malformed event): a thread that died would leave a cache that reads as
+                # synced and never changes again; this one says so and lists again.
+                logger.exception("pods in %s: unexpected failure of the watch", self._namespace)
+                failures = self._failed(failures, exc)
 
     def _failed(self, failures: int, exc: Exception) -> int:
         """After anything but a clean end or a 410: not synced until a list succeeds; wait before retrying."""
@@ -206,8 +211,9 @@ class PodCache:
             self._tried.set()
 
     def _open(self, **kwargs: Any) -> urllib3.BaseHTTPResponse:
-        """One watch request, as `kubernetes.watch.Watch.stream` calls it; no return annotation, so the watch
-        hands events on as plain dicts."""
+        """One watch request, as `kubernetes.watch.Watch.stream` calls it. It names no model as its return type
+        (no ``:rtype:``), so the watch hands each event's object on as a plain dict, not deserialised (its
+        ``deserialize=False`` mode loses ERROR events' objects in kubernetes 37: a KeyError on 410)."""
         query = [
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
@@ -240,7 +246,6 @@ class PodCache:
                 self._open,
                 resource_version=self._resource_version,
                 timeout_seconds=self._watch_timeout_seconds,
-                deserialize=False,
             ):
                 kind, item = event.get("type"), event.get("object") or {}
                 version = str((item.get("metadata") or {}).get("resourceVersion", ""))
