@@ -8,10 +8,11 @@ what changes, not to services times ticks (measured in docs/benchmarks.md, issue
 
 - **pods**: one watched cache per namespace (`tokenscale.kube.podcache`), started by the first read of the
   namespace; the operator's own pod patches are applied to it from their answers;
-- **/scale**: read again when older than ``scale_ttl_seconds`` (/scale cannot be watched for an arbitrary
-  kind); a write reads afresh before it writes (`tokenscale.kube.scale.write_scale`) and its answer
-  replaces the cached one, and a failed write drops it. Between reads, a change by someone else (``kubectl
-  scale``) is seen up to ``scale_ttl_seconds`` late; no write is ever made from the cached value alone;
+- **/scale** (it cannot be watched for an arbitrary kind): reused for ``scale_ttl_seconds`` while the
+  workload is at rest (spec = status replicas); read every tick while it converges and after every write
+  (which itself reads afresh before it writes, `tokenscale.kube.scale.write_scale`). At rest, a change by
+  someone else (``kubectl scale``) is seen up to ``scale_ttl_seconds`` late; no write is ever made from the
+  cached value alone;
 - **other autoscalers**: each namespace's HPAs and ScaledObjects listed once per ``owners_ttl_seconds`` for
   every service in it.
 """
@@ -95,26 +96,26 @@ class KubeCluster:
         found = await asyncio.to_thread(
             scale.read_scale, self._api_client, self._discovery, namespace=namespace, ref=ref
         )
-        self._scales[key] = (now, found)
+        if found.spec_replicas == found.status_replicas:
+            self._scales[key] = (now, found)
+        else:
+            # Converging (a write pending on the workload's side): read every tick, so the replicas reported
+            # (status, metrics, alerts) follow the workload, not a value up to the TTL old.
+            self._scales.pop(key, None)
         return found
 
     async def write_scale(self, *, namespace: str, ref: scale.ScaleRef, replicas: int) -> scale.Scale:
-        key = (namespace, ref)
-        try:
-            written = await asyncio.to_thread(
-                scale.write_scale,
-                self._api_client,
-                self._discovery,
-                namespace=namespace,
-                ref=ref,
-                replicas=replicas,
-                field_manager=self._field_manager,
-            )
-        except BaseException:
-            self._scales.pop(key, None)
-            raise
-        self._scales[key] = (time.monotonic(), written)
-        return written
+        # The next read is fresh: the workload is converging to what is written (or the write failed).
+        self._scales.pop((namespace, ref), None)
+        return await asyncio.to_thread(
+            scale.write_scale,
+            self._api_client,
+            self._discovery,
+            namespace=namespace,
+            ref=ref,
+            replicas=replicas,
+            field_manager=self._field_manager,
+        )
 
     async def list_pods(self, *, namespace: str, selector: str) -> list[pods.PodInfo]:
         """The pods of ``selector`` from the namespace's watched cache. Raises `errors.CacheNotSyncedError`
