@@ -53,14 +53,12 @@ def test_pod_changes_are_read_from_the_watch_without_a_list(
     first = _read(kube, namespace)[0].name
     kubectl.run("label", "pod", first, "tokenscale.io/role=converted", "--overwrite", f"--namespace={namespace}")
     kubectl.run("scale", "deployment", "engine", "--replicas=3", f"--namespace={namespace}")
-    relabelled = wait_until(
-        lambda: (
-            {p.name: p.labels["tokenscale.io/role"] for p in _read(kube, namespace) if p.pod_ip and p.ready}
-            if len(_read(kube, namespace)) == 3
-            else None
-        ),
-        what="the relabel and the third Ready pod in the cache",
-    )
+
+    def ready_roles() -> dict[str, str] | None:
+        ready = {p.name: p.labels["tokenscale.io/role"] for p in _read(kube, namespace) if p.pod_ip and p.ready}
+        return ready if len(ready) == 3 else None
+
+    relabelled = wait_until(ready_roles, what="the relabel and the third Ready pod in the cache")
     assert relabelled[first] == "converted"
     assert sorted(relabelled.values()) == ["converted", "decode", "decode"]
 
