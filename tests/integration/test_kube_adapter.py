@@ -16,8 +16,9 @@ from tests.integration.waiting import wait_until
 from tokenscale.devcluster import cluster
 from tokenscale.devcluster.kubectl import Kubectl
 from tokenscale.kube import client as kube_client
-from tokenscale.kube import errors
+from tokenscale.kube import discovery, errors, rest
 from tokenscale.kube import pods as kube_pods
+from tokenscale.kube import scale as kube_scale
 from tokenscale.kube.cluster import KubeCluster
 from tokenscale.kube.scale import Scale, ScaleRef
 
@@ -29,9 +30,11 @@ DEPLOYMENT = ScaleRef(api_version="apps/v1", kind="Deployment", name="engine")
 @pytest.fixture
 def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
     api = kube_client.build_api_client(kubeconfig=dev_cluster.kubeconfig)
+    found = KubeCluster(api, owners_ttl_seconds=0.0, scale_ttl_seconds=0.0)
     try:
-        yield KubeCluster(api, owners_ttl_seconds=0.0)
+        yield found
     finally:
+        found.close()
         api.close()
 
 
@@ -245,3 +248,41 @@ def test_hpa_and_keda_scaled_object_are_found_as_owners(kube: KubeCluster, kubec
     owners = wait_until(both_found, what="both owners found")
     assert sorted(owners[DEPLOYMENT]) == ["HorizontalPodAutoscaler/engine-hpa", "ScaledObject/engine-so"]
     assert owners[other] == []
+
+
+def test_conflict_from_a_concurrent_writer_is_retried_on_a_fresh_read(
+    dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    op.apply(kubectl, namespace, op.deployment("engine", replicas=1, role="decode"))
+    api = kube_client.build_api_client(kubeconfig=dev_cluster.kubeconfig)
+    send = rest.request_json
+    seen: list[tuple[str, int, int | None]] = []  # (method, status, spec.replicas answered)
+
+    def with_a_writer_in_between(api_client: Any, *, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "PUT" and not any(m == "PUT" for m, _, _ in seen):
+            # Someone else scales the Deployment after the operator read /scale and before it writes.
+            kubectl.run("scale", "deployment", "engine", "--replicas=4", f"--namespace={namespace}")
+        try:
+            answer = send(api_client, method=method, path=path, **kwargs)
+        except errors.ConflictError:
+            seen.append((method, 409, None))
+            raise
+        if path.endswith("/scale"):
+            seen.append((method, 200, int(answer["spec"]["replicas"])))
+        return answer
+
+    monkeypatch.setattr(rest, "request_json", with_a_writer_in_between)
+    try:
+        written = kube_scale.write_scale(
+            api, discovery.Discovery(api), namespace=namespace, ref=DEPLOYMENT, replicas=3, field_manager="tokenscale"
+        )
+    finally:
+        api.close()
+    # The API server refused the write carrying the stale resourceVersion; the retry read the other writer's 4
+    # and wrote 3 over it. (The Deployment controller, updating the object's status after the scale, may make
+    # one more retry meet a 409 too: a second real concurrent writer.)
+    assert seen[:3] == [("GET", 200, 1), ("PUT", 409, None), ("GET", 200, 4)]
+    assert seen[-1] == ("PUT", 200, 3)
+    assert [status for method, status, _ in seen if method == "PUT"].count(409) <= kube_scale.DEFAULT_CONFLICT_RETRIES
+    assert written.spec_replicas == 3
+    assert op.spec_replicas(kubectl, namespace, "engine") == 3

@@ -52,7 +52,10 @@ def run_operator(settings: OperatorSettings) -> None:
                 f"or run standalone ({exc})"
             ) from exc
     cluster = kube_cluster.KubeCluster(
-        api, field_manager=settings.field_manager, owners_ttl_seconds=settings.owners_refresh_seconds
+        api,
+        field_manager=settings.field_manager,
+        owners_ttl_seconds=settings.owners_refresh_seconds,
+        scale_ttl_seconds=settings.scale_refresh_seconds,
     )
     runtime = handlers.Runtime(
         cluster=cluster,
@@ -65,11 +68,14 @@ def run_operator(settings: OperatorSettings) -> None:
         close_scraper=scraping.close,
         event_repeat_seconds=settings.event_repeat_seconds,
     )
-    kopf.run(
-        registry=handlers.build_registry(runtime),
-        standalone=settings.peering_name is None,
-        peering_name=settings.peering_name,
-        priority=settings.priority,
-        namespaces=settings.namespaces,
-        clusterwide=not settings.namespaces,
-    )
+    try:
+        kopf.run(
+            registry=handlers.build_registry(runtime),
+            standalone=settings.peering_name is None,
+            peering_name=settings.peering_name,
+            priority=settings.priority,
+            namespaces=settings.namespaces,
+            clusterwide=not settings.namespaces,
+        )
+    finally:
+        cluster.close()

@@ -61,7 +61,14 @@ class OperatorSettings:
     """Per-pod scrape timeout; kept below the tick so one slow pod cannot stretch a tick."""
 
     owners_refresh_seconds: float = 10.0
-    """How often each namespace's HPAs and KEDA ScaledObjects are listed to detect a second autoscaler."""
+    """How often each namespace's HPAs and KEDA ScaledObjects are listed to detect a second autoscaler (an HPA
+    first writes after its own sync period, 15 s by default, so one is stopped before the two can fight long)."""
+
+    scale_refresh_seconds: float = 5.0
+    """How often each target's /scale is read while its workload is at rest (spec = status replicas; pods are
+    watched, /scale of an arbitrary kind cannot be). While it converges, and after every write, it is read
+    every tick; a write reads it afresh first, so this only delays noticing a change made by someone else at
+    rest, such as ``kubectl scale``."""
 
     event_repeat_seconds: float = 60.0
     """An Event identical to one posted this recently is not posted again (a held decision repeats every

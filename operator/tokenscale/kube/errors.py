@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ApiError", "ConflictError", "NotFoundError", "NotScalableError"]
+__all__ = ["ApiError", "CacheNotSyncedError", "ConflictError", "NotFoundError", "NotScalableError"]
 
 
 class ApiError(Exception):
@@ -20,6 +20,11 @@ class NotFoundError(ApiError):
 
 class ConflictError(ApiError):
     """The object changed since it was read (stale resourceVersion): 409."""
+
+
+class CacheNotSyncedError(ApiError):
+    """A watched cache cannot be trusted now (not listed yet, or its watch failed and it lists again): whoever
+    reads it must not act on what it would return."""
 
 
 class NotScalableError(Exception):

@@ -1,6 +1,7 @@
 """The serving pods of a workload: listing them, flipping their role label, and their deletion cost.
 
-Pods are found by listing with the scale target's selector and read for ``status.podIP`` (never through
+Pods are found by the scale target's selector (the operator reads them from a watched cache,
+`tokenscale.kube.podcache`; `list_pods` is the one-off list) and read for ``status.podIP`` (never through
 Services: their endpoints are not the engines', and in the test cluster loopback endpoints are refused).
 A conversion is recorded on the pod itself (role label and an annotation with its start time), so a
 restarted operator reads its state back from the cluster.
@@ -26,6 +27,7 @@ __all__ = [
     "list_pods",
     "parse_time",
     "patch_pod_metadata",
+    "pod_info",
 ]
 
 CONVERTED_AT_ANNOTATION = "tokenscale.io/converted-at"
@@ -66,7 +68,8 @@ def parse_time(text: str) -> float | None:
     return moment.timestamp()
 
 
-def _pod_info(item: dict[str, Any]) -> PodInfo:
+def pod_info(item: Mapping[str, Any]) -> PodInfo:
+    """What the operator reads of a pod as the API server returns it."""
     metadata = item.get("metadata") or {}
     status = item.get("status") or {}
     ready = False
@@ -97,7 +100,7 @@ def list_pods(api_client: client.ApiClient, *, namespace: str, selector: str) ->
     document = rest.request_json(
         api_client, method="GET", path=f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector}
     )
-    return sorted((_pod_info(item) for item in document.get("items") or ()), key=lambda pod: pod.name)
+    return sorted((pod_info(item) for item in document.get("items") or ()), key=lambda pod: pod.name)
 
 
 def patch_pod_metadata(
@@ -107,16 +110,18 @@ def patch_pod_metadata(
     name: str,
     labels: Mapping[str, str | None] | None = None,
     annotations: Mapping[str, str | None] | None = None,
-) -> None:
-    """Set (or, for None values, remove) labels and annotations of one pod with a JSON merge patch."""
+) -> dict[str, Any] | None:
+    """Set (or, for None values, remove) labels and annotations of one pod with a JSON merge patch.
+
+    Returns the pod as patched (None when there was nothing to patch)."""
     metadata: dict[str, Any] = {}
     if labels:
         metadata["labels"] = dict(labels)
     if annotations:
         metadata["annotations"] = dict(annotations)
     if not metadata:
-        return
-    rest.request_json(
+        return None
+    return rest.request_json(
         api_client,
         method="PATCH",
         path=f"/api/v1/namespaces/{namespace}/pods/{name}",

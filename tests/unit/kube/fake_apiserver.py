@@ -62,7 +62,8 @@ def serve(server: FakeApiServer, tmp_path: Path) -> Iterator[kube_client.client.
                 content_type=self.headers.get("Content-Type"),
             )
             status, body = server.answer(request)
-            payload = json.dumps(body).encode()
+            # bytes are sent as they are (a watch's newline-delimited events), anything else as JSON.
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
