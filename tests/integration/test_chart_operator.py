@@ -80,7 +80,9 @@ class ChartOperator:
     resolved for the pod ``pod_name``), plus a kubeconfig and a loopback metrics listener."""
 
     def __init__(self, *, container: dict[str, Any], pod_name: str, kubeconfig_path: Path, log_path: Path) -> None:
+        self.container = container
         self.metrics_port = op.free_port()
+        self.health_port = op.free_port()
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if k.upper() not in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -93,6 +95,7 @@ class ChartOperator:
             f"--kubeconfig={kubeconfig_path}",
             "--metrics-address=127.0.0.1",
             f"--metrics-port={self.metrics_port}",
+            f"--health-port={self.health_port}",
             "--allowed-cidr=127.0.0.0/8",
         ]
         self._log = log_path.open("ab")
@@ -312,6 +315,17 @@ def test_operator_with_the_charts_account_reconciles_and_scales(stack: Stack) ->
     }
     assert roles <= {"prefill", "decode", "prefill-decode"}
     assert _forbidden_lines(stack.operator.log_text()) == []
+
+
+@pytest.mark.parametrize("probe", ["livenessProbe", "readinessProbe"])
+def test_the_charts_probes_ask_the_operators_health_endpoint(stack: Stack, probe: str) -> None:
+    container = stack.operator.container
+    get = container[probe]["httpGet"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    # The probed port is the one the chart tells the operator to serve its health on (here moved to a free one).
+    assert f"--health-port={ports[get['port']]}" in container["args"]
+    url = f"http://127.0.0.1:{stack.operator.health_port}{get['path']}"
+    assert op.read_health(url) == (200, {"ticking": {"services": 1}})
 
 
 def test_replica_priority_comes_from_the_pod_name_through_peering(stack: Stack) -> None:
