@@ -212,9 +212,10 @@ class StatusBuilder:
     # -- findings -------------------------------------------------------------------------------------------
 
     def target_problem(self, *, reason: str, message: str) -> None:
-        """A scale target could not be read: nothing observed, nothing actuated."""
+        """A scale target could not be read: nothing observed, nothing decided, so nothing blocked."""
         self._problem = (reason, message)
         self._post("Warning", reason, message, dedup=message)
+        self._set_blocked(frozenset())
 
     def decided(
         self,
@@ -404,6 +405,26 @@ class StatusBuilder:
                 counted = True
         if not counted:
             metrics.decisions.labels(*service, policy, telemetry.SERVICE_ROLE, decision.action.value, reason).inc()
+        self._set_blocked(self._blocked_reasons())
+
+    def _blocked_reasons(self) -> frozenset[str]:
+        """Why this tick's decision was not (fully) actuated: another autoscaler while the decision would change
+        something, a conversion or restore refused, a write that failed. dryRun is not blocked."""
+        assert self._decision is not None
+        found = set()
+        if self._blocked == "ScalingConflict" and self._would_do(self._decision):
+            found.add("ScalingConflict")
+        if self._conversion_refused:
+            found.add("RoleLabelInSelector")
+        if self._failures:
+            found.add("ActuationFailed")
+        return frozenset(found)
+
+    def _set_blocked(self, reasons: frozenset[str]) -> None:
+        for reason in telemetry.BLOCKED_REASONS:
+            self._ports.metrics.scaling_blocked.labels(self._namespace, self._name, reason).set(
+                1 if reason in reasons else 0
+            )
 
     def _converted_pods(self) -> list[str]:
         """Decode pods converted after this tick's actions."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -484,3 +484,65 @@ async def test_steady_load_refreshes_live_numbers_every_ten_seconds_and_a_burst_
     assert len(service.cluster.statuses) == writes + 1
     assert service.status["convertedPods"]
     assert service.status["lastDecisions"][-1]["action"] in {"scale", "convert"}
+
+
+# -- tokenscale_scaling_blocked ------------------------------------------------------------------------------
+
+
+def _with_hpa(service: Service) -> None:
+    service.cluster.owners[ScaleRef("apps/v1", "Deployment", "p")] = ["HorizontalPodAutoscaler/p-hpa"]
+
+
+def _failing_scale_writes(service: Service) -> None:
+    service.cluster.fail_scale_writes = 100
+
+
+@pytest.mark.parametrize(
+    ("spec", "setup", "blocked"),
+    [
+        pytest.param(_spec(policy=STATIC), _with_hpa, {"ScalingConflict"}, id="hpa-and-a-change-wanted"),
+        pytest.param(
+            _spec(policy={"name": "static", "static": {"prefillReplicas": 1, "decodeReplicas": 1}}),
+            _with_hpa,
+            set(),
+            id="hpa-but-nothing-to-change",
+        ),
+        pytest.param(_spec(policy=STATIC, dryRun=True), _with_hpa, set(), id="dry-run-is-not-blocked"),
+        pytest.param(_spec(policy=STATIC), _failing_scale_writes, {"ActuationFailed"}, id="writes-fail"),
+        pytest.param(_spec(policy=STATIC), lambda _: None, set(), id="actuated"),
+    ],
+)
+async def test_scaling_blocked_says_why_a_wanted_change_was_not_made(
+    spec: dict[str, Any], setup: Callable[[Service], None], blocked: set[str]
+) -> None:
+    service = Service(spec, prefill=1, decode=1)
+    setup(service)
+    await service.tick(3)
+    assert {
+        reason for reason in telemetry.BLOCKED_REASONS if service.metric("tokenscale_scaling_blocked", reason=reason)
+    } == blocked
+    # Every reason has its series (0 when not blocked), so an alert on it has data.
+    assert all(service.metric("tokenscale_scaling_blocked", reason=r) is not None for r in telemetry.BLOCKED_REASONS)
+
+
+async def test_refused_conversion_is_blocked_and_clears_when_the_load_falls() -> None:
+    service = Service(_spec(decode=DECODE_MIN_3), prefill=1, decode=3, decode_selector=f"app=d,{ROLE_KEY}=decode")
+    await service.tick(4)
+    assert service.metric("tokenscale_scaling_blocked", reason="RoleLabelInSelector") == 0
+    _burst(service)
+    await service.tick(1)
+    assert service.metric("tokenscale_scaling_blocked", reason="RoleLabelInSelector") == 1
+    _calm(service)
+    await service.tick(8)
+    assert service.metric("tokenscale_scaling_blocked", reason="RoleLabelInSelector") == 0
+
+
+async def test_an_unreadable_target_blocks_nothing() -> None:
+    service = Service(_spec(policy=STATIC), prefill=1, decode=1)
+    service.cluster.fail_scale_writes = 100
+    await service.tick(2)
+    assert service.metric("tokenscale_scaling_blocked", reason="ActuationFailed") == 1
+    del service.cluster.scales["d"]
+    await service.tick(1)
+    assert service.condition("Ready") == ("False", "TargetNotFound")
+    assert service.metric("tokenscale_scaling_blocked", reason="ActuationFailed") == 0
