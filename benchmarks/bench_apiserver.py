@@ -56,6 +56,8 @@ _LOAD = {
 def _operator(kubeconfig: Path, log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k.upper() not in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}}
     env["PYTHONPATH"] = str(SOURCE)
+    # No liveness listener (its fixed default port could be taken); by environment, which an older tree ignores.
+    env["TOKENSCALE_HEALTH_PORT"] = "0"
     args = [
         sys.executable,
         "-m",

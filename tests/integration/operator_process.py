@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def read_health(url: str) -> tuple[int, Any] | None:
+    """GET a kopf liveness endpoint: its HTTP status and JSON body (None for a 500's body); None if unreachable."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), json.load(response)
+    except urllib.error.HTTPError as error:
+        return int(error.code), None
+    except OSError:
+        return None
+
+
 class OperatorProcess:
     """One `tokenscale run` process; its log is kept in ``log_path`` and shown when a test fails."""
 
@@ -50,6 +62,7 @@ class OperatorProcess:
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.log_path = log_path
         args = [
             sys.executable,
@@ -66,6 +79,8 @@ class OperatorProcess:
             "127.0.0.1",
             "--metrics-port",
             str(self.metrics_port),
+            "--health-port",
+            str(self.health_port),
             "--log-format",
             "json",
             "--event-repeat-seconds",
@@ -90,6 +105,10 @@ class OperatorProcess:
                 if sample.name == metric_name and all(sample.labels.get(k) == v for k, v in labels.items()):
                     return float(sample.value)
         return None
+
+    def health(self) -> tuple[int, Any] | None:
+        """The liveness endpoint's HTTP status and JSON body; None while it does not answer."""
+        return read_health(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def ticks(self) -> float:
         """Ticks this process has run, over all services (0 before the first)."""

@@ -12,6 +12,7 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,6 +22,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.integration.fake_engine import FakeEngineFleet
 from tests.integration.operator_process import free_port
 from tests.integration.waiting import wait_until
 
@@ -103,6 +105,41 @@ class Prometheus:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+class EngineTargets:
+    """Keeps a Prometheus file_sd file listing the engine pods the fleet serves (pod IP and engine port), each
+    with its ``namespace`` and ``pod`` labels, as a PodMonitor attaches them (the Debian build of Prometheus has
+    no Kubernetes discovery)."""
+
+    def __init__(self, *, fleet: FakeEngineFleet, namespace: str, port: int, path: Path) -> None:
+        self.path = path
+        self._fleet, self._namespace, self._port = fleet, namespace, port
+        self._written = ""
+        self._stop = threading.Event()
+        self._write()
+        self._thread = threading.Thread(target=self._loop, name="engine-targets", daemon=True)
+        self._thread.start()
+
+    def _write(self) -> None:
+        groups = [
+            {"targets": [f"{ip}:{self._port}"], "labels": {"namespace": self._namespace, "pod": name}}
+            for name, ip in sorted(self._fleet.serving().items())
+        ]
+        text = json.dumps(groups)
+        if text != self._written:
+            staging = self.path.with_suffix(".tmp")
+            staging.write_text(text)
+            staging.replace(self.path)  # atomic: Prometheus never reads half a file
+            self._written = text
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self._write()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def prometheus_binary() -> Path:

@@ -22,7 +22,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import yaml
 from tests.integration import operator_process as op
 from tests.integration.fake_engine import MODEL_NAME, EngineLoad, FakeEngineFleet, fake_engines
 from tests.integration.helm import ROOT, Helm, find
-from tests.integration.prometheus import Prometheus, running_prometheus
+from tests.integration.prometheus import EngineTargets, Prometheus, running_prometheus
 from tests.integration.waiting import wait_until
 
 from tokenscale.controller import dashboards
@@ -80,7 +79,9 @@ class ChartOperator:
     resolved for the pod ``pod_name``), plus a kubeconfig and a loopback metrics listener."""
 
     def __init__(self, *, container: dict[str, Any], pod_name: str, kubeconfig_path: Path, log_path: Path) -> None:
+        self.container = container
         self.metrics_port = op.free_port()
+        self.health_port = op.free_port()
         self.log_path = log_path
         env = {k: v for k, v in os.environ.items() if k.upper() not in {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"}}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -93,6 +94,7 @@ class ChartOperator:
             f"--kubeconfig={kubeconfig_path}",
             "--metrics-address=127.0.0.1",
             f"--metrics-port={self.metrics_port}",
+            f"--health-port={self.health_port}",
             "--allowed-cidr=127.0.0.0/8",
         ]
         self._log = log_path.open("ab")
@@ -138,39 +140,6 @@ def _account_kubeconfig(dev_cluster: cluster.DevCluster, *, namespace: str, acco
         namespace=namespace,
     )
     return kubeconfig.write_kubeconfig(path, document)
-
-
-class EngineTargets:
-    """Keeps a Prometheus file_sd file listing the engine pods the fleet serves (pod IP and engine port)."""
-
-    def __init__(self, *, fleet: FakeEngineFleet, namespace: str, path: Path) -> None:
-        self.path = path
-        self._fleet, self._namespace = fleet, namespace
-        self._written = ""
-        self._stop = threading.Event()
-        self._write()
-        self._thread = threading.Thread(target=self._loop, name="engine-targets", daemon=True)
-        self._thread.start()
-
-    def _write(self) -> None:
-        groups = [
-            {"targets": [f"{ip}:{ENGINE_PORT}"], "labels": {"namespace": self._namespace, "pod": name}}
-            for name, ip in sorted(self._fleet.serving().items())
-        ]
-        text = json.dumps(groups)
-        if text != self._written:
-            staging = self.path.with_suffix(".tmp")
-            staging.write_text(text)
-            staging.replace(self.path)  # atomic: Prometheus never reads half a file
-            self._written = text
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5):
-            self._write()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def _prometheus_config(*, operator_port: int, engine_targets: Path, rules: Path) -> dict[str, Any]:
@@ -252,7 +221,7 @@ def stack(dev_cluster: cluster.DevCluster, tmp_path_factory: pytest.TempPathFact
         rule = find(helm.template(release=RELEASE, namespace=release_namespace, values=RULE_VALUES), "PrometheusRule")
         rules = workdir / "rules.yaml"
         rules.write_text(yaml.safe_dump(rule["spec"]))
-        targets = EngineTargets(fleet=fleet, namespace=namespace, path=workdir / "engines.json")
+        targets = EngineTargets(fleet=fleet, namespace=namespace, port=ENGINE_PORT, path=workdir / "engines.json")
         cleanup.callback(targets.stop)
         config = _prometheus_config(operator_port=operator.metrics_port, engine_targets=targets.path, rules=rules)
         prometheus = cleanup.enter_context(running_prometheus(config=config, workdir=workdir / "prometheus"))
@@ -312,6 +281,17 @@ def test_operator_with_the_charts_account_reconciles_and_scales(stack: Stack) ->
     }
     assert roles <= {"prefill", "decode", "prefill-decode"}
     assert _forbidden_lines(stack.operator.log_text()) == []
+
+
+@pytest.mark.parametrize("probe", ["livenessProbe", "readinessProbe"])
+def test_the_charts_probes_ask_the_operators_health_endpoint(stack: Stack, probe: str) -> None:
+    container = stack.operator.container
+    get = container[probe]["httpGet"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    # The probed port is the one the chart tells the operator to serve its health on (here moved to a free one).
+    assert f"--health-port={ports[get['port']]}" in container["args"]
+    url = f"http://127.0.0.1:{stack.operator.health_port}{get['path']}"
+    assert op.read_health(url) == (200, {"ticking": {"services": 1}})
 
 
 def test_replica_priority_comes_from_the_pod_name_through_peering(stack: Stack) -> None:

@@ -54,6 +54,14 @@ def test_only_the_highest_priority_replica_acts(
             op.sleep_seconds(5)
             assert low.ticks() == low_before
             assert high.ticks() >= high_before + 3
+            # Both are healthy (so both are Ready in a Deployment): the acting one ticks its service, the
+            # standby manages none (kopf caches a healthy answer for 10 s, hence the wait).
+            assert high.health() == (200, {"ticking": {"services": 1}})
+            wait_until(
+                lambda: low.health() == (200, {"ticking": {"services": 0}}),
+                what="the standby healthy with no service",
+                timeout_seconds=15,
+            )
         # The higher one left the peering on a clean exit: the other resumes.
         wait_until(lambda: _ticking(low, seconds=1.5), what="the remaining replica resuming", timeout_seconds=30)
         op.wait_ready(kubectl, namespace, SERVICE)

@@ -44,6 +44,20 @@ def run(
     metrics_port: Annotated[
         int, typer.Option(envvar="TOKENSCALE_METRICS_PORT", help="Port of the operator's /metrics; 0: off.")
     ] = 8080,
+    health_port: Annotated[
+        int,
+        typer.Option(
+            envvar="TOKENSCALE_HEALTH_PORT",
+            help="Port of the liveness endpoint /healthz (on the metrics address); 0: off.",
+        ),
+    ] = 8081,
+    health_stall_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="TOKENSCALE_HEALTH_STALL_SECONDS",
+            help="/healthz fails when a service has completed no tick for this long (and 3 of its intervals).",
+        ),
+    ] = 30.0,
     peering: Annotated[
         str | None,
         typer.Option(
@@ -69,6 +83,14 @@ def run(
         float,
         typer.Option(envvar="TOKENSCALE_EVENT_REPEAT_SECONDS", help="Least seconds between identical Events."),
     ] = 60.0,
+    status_refresh_seconds: Annotated[
+        float,
+        typer.Option(
+            envvar="TOKENSCALE_STATUS_REFRESH_SECONDS",
+            help="Least seconds between status writes that change only live numbers (velocities, arrival "
+            "rates); other changes are written at once. 0: every change.",
+        ),
+    ] = 10.0,
 ) -> None:
     """Run the operator: reconcile every DisaggregatedInferenceService in the watched namespaces."""
     settings = OperatorSettings(
@@ -79,10 +101,13 @@ def run(
         log_level=log_level,
         metrics_address=metrics_address,
         metrics_port=metrics_port,
+        health_port=health_port,
+        health_stall_seconds=health_stall_seconds,
         peering_name=peering,
         priority=priority,
         scrape_timeout_seconds=scrape_timeout_seconds,
         event_repeat_seconds=event_repeat_seconds,
+        status_refresh_seconds=status_refresh_seconds,
         allowed_scrape_cidrs=_networks(allowed_cidr) if allowed_cidr else ANY_ADDRESS,
     )
     runner.run_operator(settings)

@@ -135,6 +135,7 @@ class _Names:
     decisions: str
     scrape_errors: str
     actuation_errors: str
+    blocked: str
     reconcile: str
 
 
@@ -157,6 +158,7 @@ def _names() -> _Names:
         decisions=_family(m.decisions) + "_total",
         scrape_errors=_family(m.scrape_errors) + "_total",
         actuation_errors=_family(m.actuation_errors) + "_total",
+        blocked=_family(m.scaling_blocked),
         reconcile=_family(m.reconcile_duration),
     )
 
@@ -397,6 +399,20 @@ def _operator_dashboard() -> Dashboard:
                 min_value=0,
             ),
             Panel(
+                title="Blocked decisions",
+                description="1 while the last decision wanted a change the operator could not make, by reason: "
+                "ScalingConflict (an HPA or KEDA ScaledObject targets a workload), RoleLabelInSelector (conversions "
+                "refused), ActuationFailed (writes fail). The TokenScaleScalingConflict alert fires on it.",
+                queries=(
+                    Query(
+                        f"max by ({_BY_SERVICE}, {telemetry.REASON}) ({n.blocked}{{{_SERVICE}}})",
+                        f"{_SERVICE_LEGEND} {{{{{telemetry.REASON}}}}}",
+                    ),
+                ),
+                min_value=0,
+                max_value=1,
+            ),
+            Panel(
                 title="Actuation errors",
                 description="Writes to the cluster per second that failed, by operation (scale, convert, restore, "
                 "status...); each is retried on the next tick. Persistent errors: check the operator's RBAC.",
@@ -407,7 +423,6 @@ def _operator_dashboard() -> Dashboard:
                         f"{_SERVICE_LEGEND} {{{{{telemetry.OPERATION}}}}} {{{{{telemetry.REASON}}}}}",
                     ),
                 ),
-                width=24,
                 min_value=0,
             ),
         ),

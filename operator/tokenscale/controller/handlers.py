@@ -4,7 +4,9 @@
 - a daemon per resource: one tick (`tokenscale.controller.reconcile.run_tick`) every
   ``spec.metrics.scrapeIntervalSeconds`` (kopf's timers take a fixed interval, a daemon reads the live spec);
 - delete (with a finalizer): restore the converted decode pods, so no pod keeps taking prefill work after
-  its autoscaler is gone.
+  its autoscaler is gone;
+- a liveness probe (kopf's health endpoint, `tokenscale run --health-port`): fails while a service's daemon
+  has not completed a tick in time (`tokenscale.controller.health`).
 
 Handlers are registered on a registry built per operator (`build_registry`), closing over a `Runtime`
 that holds the adapters, so several operators can run in one test process.
@@ -22,7 +24,7 @@ from typing import Any, Literal
 import kopf
 
 from tokenscale.api import v1alpha1
-from tokenscale.controller import pools, reconcile, report, telemetry
+from tokenscale.controller import health, pools, reconcile, report, telemetry
 from tokenscale.controller.service import InvalidSpecError, ServiceConfig, ServiceMemory, parse_service
 from tokenscale.core.types import Role
 from tokenscale.kube import client as kube_client
@@ -49,12 +51,17 @@ class Runtime:
     make_scraper: Callable[[], reconcile.PodScraper]
     close_scraper: Callable[[reconcile.PodScraper], Awaitable[None]]
     event_repeat_seconds: float = 60.0
+    status_refresh_seconds: float = 10.0
     clock: Callable[[], float] = time.time
     scraper: reconcile.PodScraper | None = None
     placement: pools.PlacementCluster | None = None
     """Nodes, templates and deployment groups (spec.placement, variants' free GPUs); None: not readable."""
     memories: dict[str, ServiceMemory] = field(default_factory=dict)
     """Per resource uid: a deleted and re-created resource of the same name starts afresh."""
+    heartbeats: health.Heartbeats = field(default_factory=lambda: health.Heartbeats(stall_seconds=30.0))
+    """Each running daemon's last completed tick, read by the liveness probe."""
+    monotonic: Callable[[], float] = time.monotonic
+    """The heartbeats' clock."""
 
 
 class _KopfEvents:
@@ -92,6 +99,15 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     async def close(**_: Any) -> None:
         if runtime.scraper is not None:
             await runtime.close_scraper(runtime.scraper)
+
+    # A stall raises kopf.PermanentError: kopf answers HTTP 500 at once. PERMANENT makes any other exception do
+    # the same (by default kopf would retry the probe after its backoff, a minute, while the prober waits).
+    @kopf.on.probe(id="ticking", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
+    async def ticking(**_: Any) -> dict[str, int]:  # async: kopf runs a plain function in a worker thread
+        stalls = runtime.heartbeats.stalled(now_seconds=runtime.monotonic())
+        if stalls:
+            raise kopf.PermanentError("; ".join(map(str, stalls)))
+        return {"services": len(runtime.heartbeats)}
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -158,48 +174,63 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         config: ServiceConfig | None = None
         invalid_generation: int | None = None
         loop = asyncio.get_running_loop()
-        while not stopped:
-            started = loop.time()
-            generation = int(meta.get("generation") or 0)  # body, meta and spec are live views of the resource
-            if config is None or config.generation != generation:
-                try:
-                    config = parse_service(spec=dict(spec), generation=generation)
-                except InvalidSpecError as exc:
-                    config = None
-                    if invalid_generation != generation:  # once per generation: the spec is what must change
-                        invalid_generation = generation
-                        await _report_invalid(
-                            runtime, body=body, status=status, message=str(exc), generation=generation
+        heartbeats = runtime.heartbeats
+        heartbeats.start(
+            uid,
+            service=f"{namespace}/{name}",
+            interval_seconds=_INVALID_SPEC_RECHECK_SECONDS,
+            now_seconds=runtime.monotonic(),
+        )
+        try:
+            while not stopped:
+                started = loop.time()
+                generation = int(meta.get("generation") or 0)  # body, meta and spec are live views of the resource
+                if config is None or config.generation != generation:
+                    try:
+                        config = parse_service(spec=dict(spec), generation=generation)
+                    except InvalidSpecError as exc:
+                        config = None
+                        if invalid_generation != generation:  # once per generation: the spec is what must change
+                            invalid_generation = generation
+                            await _report_invalid(
+                                runtime, body=body, status=status, message=str(exc), generation=generation
+                            )
+                        heartbeats.beat(
+                            uid, interval_seconds=_INVALID_SPEC_RECHECK_SECONDS, now_seconds=runtime.monotonic()
                         )
-                    await stopped.wait(_INVALID_SPEC_RECHECK_SECONDS)
-                    continue
-            if runtime.scraper is None:
-                raise kopf.TemporaryError("the scraper is not started yet", delay=1.0)
-            ports = reconcile.TickPorts(
-                cluster=runtime.cluster,
-                scraper=runtime.scraper,
-                events=events,
-                metrics=runtime.metrics,
-                event_repeat_seconds=runtime.event_repeat_seconds,
-                may_write=lambda: not stopped,
-                placement=runtime.placement,
-            )
-            try:
-                await reconcile.run_tick(
-                    namespace=namespace,
-                    name=name,
-                    config=config,
-                    memory=memory,
-                    ports=ports,
-                    now_seconds=runtime.clock(),
-                    previous_status=_status_dict(status),
-                    uid=uid,
+                        await stopped.wait(_INVALID_SPEC_RECHECK_SECONDS)
+                        continue
+                if runtime.scraper is None:
+                    raise kopf.TemporaryError("the scraper is not started yet", delay=1.0)
+                ports = reconcile.TickPorts(
+                    cluster=runtime.cluster,
+                    scraper=runtime.scraper,
+                    events=events,
+                    metrics=runtime.metrics,
+                    event_repeat_seconds=runtime.event_repeat_seconds,
+                    status_refresh_seconds=runtime.status_refresh_seconds,
+                    may_write=lambda: not stopped,
+                    placement=runtime.placement,
                 )
-            except Exception:
-                # A bug must not stop the service's ticks (kopf would back the daemon off for a minute): log it
-                # with its traceback and try again next tick.
-                logger.exception("%s/%s: tick failed; retrying next tick", namespace, name)
-            await stopped.wait(max(config.tick_seconds - (loop.time() - started), 0.0))
+                try:
+                    await reconcile.run_tick(
+                        namespace=namespace,
+                        name=name,
+                        config=config,
+                        memory=memory,
+                        ports=ports,
+                        now_seconds=runtime.clock(),
+                        previous_status=_status_dict(status),
+                        uid=uid,
+                    )
+                except Exception:
+                    # A bug must not stop the service's ticks (kopf would back the daemon off for a minute): log it
+                    # with its traceback and try again next tick.
+                    logger.exception("%s/%s: tick failed; retrying next tick", namespace, name)
+                heartbeats.beat(uid, interval_seconds=config.tick_seconds, now_seconds=runtime.monotonic())
+                await stopped.wait(max(config.tick_seconds - (loop.time() - started), 0.0))
+        finally:
+            heartbeats.stop(uid)
 
     @kopf.on.delete(*resource, registry=registry)
     async def restore_on_delete(

@@ -8,7 +8,8 @@
 3. **Act** unless ``dryRun`` or another autoscaler owns a target: restore, convert (role label and
    annotation on the pod), mark scale-in victims with a pod-deletion-cost, write /scale (scale-ins before
    scale-outs, so an opposing move never holds more replicas in between than before or after).
-4. **Report**: status, Events, the operator's metrics (`tokenscale.controller.report`).
+4. **Report**: Events and the operator's metrics every tick; the status when a reader-relevant part of it
+   changed, or its live numbers every ``status_refresh_seconds`` (`tokenscale.controller.report`).
 
 The adapters are `typing.Protocol` arguments, so tests and the benchmark run a tick without a cluster.
 """
@@ -92,6 +93,9 @@ class TickPorts:
     placement: pools.PlacementCluster | None = None
     """Nodes, templates and deployment groups, for a service with variants or spec.placement; None: such a
     service's pools are scaled without reading free GPUs, and placement cannot act."""
+    status_refresh_seconds: float = 10.0
+    """A status whose only change is live numbers (velocities, arrival rates, condition messages) is written at
+    most this often; any other change is written at once (`tokenscale.controller.report.status_write_due`)."""
 
 
 def _timestamp(sample: EngineSample) -> float:
@@ -409,12 +413,21 @@ async def run_tick(
         else:
             await _decide_and_act(tick, builder)
     status_ = builder.build(scales=tick.scales)
-    if status_ != previous_status and ports.may_write():  # an unchanged status is not written again
+    due = report.status_write_due(
+        status_=status_,
+        previous_status=previous_status,
+        written_seconds=memory.status_written_seconds,
+        now_seconds=now_seconds,
+        refresh_seconds=ports.status_refresh_seconds,
+    )
+    if due and ports.may_write():
         try:
             await ports.cluster.patch_status(namespace=namespace, name=name, status_=status_)
         except kube_errors.ApiError as exc:
             ports.metrics.actuation_errors.labels(namespace, name, "status", "StatusFailed").inc()
             logger.warning("%s/%s: status not written, written next tick: %s", namespace, name, exc)
+        else:
+            memory.status_written_seconds = now_seconds
     ports.metrics.reconcile_duration.labels(namespace, name).observe(time.perf_counter() - started)
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from tokenscale.controller.reconcile import TickPorts
     from tokenscale.controller.service import ServiceConfig, ServiceMemory
 
-__all__ = ["Action", "Failure", "StatusBuilder", "invalid_spec_status"]
+__all__ = ["LIVE_STATUS_FIELDS", "Action", "Failure", "StatusBuilder", "invalid_spec_status", "status_write_due"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,44 @@ def _conditions(
     return conditions
 
 
+LIVE_STATUS_FIELDS = frozenset({"velocities"})
+"""Status fields that move every tick with the load: written with the rest, or refreshed every so often."""
+
+
+def _what_readers_act_on(status_: Mapping[str, Any]) -> dict[str, Any]:
+    """``status_`` without its live numbers and without condition messages (a message may quote live rates;
+    a condition's type, status, reason and transition time are what a reader acts on)."""
+    kept = {k: v for k, v in status_.items() if k not in LIVE_STATUS_FIELDS}
+    kept["conditions"] = [
+        {k: v for k, v in c.items() if k != "message"} if isinstance(c, Mapping) else c
+        for c in status_.get("conditions") or ()
+    ]
+    return kept
+
+
+def status_write_due(
+    *,
+    status_: Mapping[str, Any],
+    previous_status: Mapping[str, Any],
+    written_seconds: float | None,
+    now_seconds: float,
+    refresh_seconds: float,
+) -> bool:
+    """Whether a tick writes ``status_`` over ``previous_status`` (the resource's status as last read).
+
+    At once when anything a reader acts on changed: a condition's status or reason, replicas (current, ready,
+    desired), converted pods, a new decision or placement in the history, the observed generation. When only
+    live numbers changed (velocities, arrival rates, condition messages), only once ``refresh_seconds`` have
+    passed since this operator last wrote it (``written_seconds``; None: not yet, so it writes). Never when
+    nothing changed.
+    """
+    if status_ == previous_status:
+        return False
+    if _what_readers_act_on(status_) != _what_readers_act_on(previous_status):
+        return True
+    return written_seconds is None or now_seconds - written_seconds >= refresh_seconds
+
+
 def invalid_spec_status(
     *, previous_status: Mapping[str, Any], message: str, now_seconds: float, generation: int | None
 ) -> dict[str, Any]:
@@ -174,9 +212,10 @@ class StatusBuilder:
     # -- findings -------------------------------------------------------------------------------------------
 
     def target_problem(self, *, reason: str, message: str) -> None:
-        """A scale target could not be read: nothing observed, nothing actuated."""
+        """A scale target could not be read: nothing observed, nothing decided, so nothing blocked."""
         self._problem = (reason, message)
         self._post("Warning", reason, message, dedup=message)
+        self._set_blocked(frozenset())
 
     def decided(
         self,
@@ -366,6 +405,26 @@ class StatusBuilder:
                 counted = True
         if not counted:
             metrics.decisions.labels(*service, policy, telemetry.SERVICE_ROLE, decision.action.value, reason).inc()
+        self._set_blocked(self._blocked_reasons())
+
+    def _blocked_reasons(self) -> frozenset[str]:
+        """Why this tick's decision was not (fully) actuated: another autoscaler while the decision would change
+        something, a conversion or restore refused, a write that failed. dryRun is not blocked."""
+        assert self._decision is not None
+        found = set()
+        if self._blocked == "ScalingConflict" and self._would_do(self._decision):
+            found.add("ScalingConflict")
+        if self._conversion_refused:
+            found.add("RoleLabelInSelector")
+        if self._failures:
+            found.add("ActuationFailed")
+        return frozenset(found)
+
+    def _set_blocked(self, reasons: frozenset[str]) -> None:
+        for reason in telemetry.BLOCKED_REASONS:
+            self._ports.metrics.scaling_blocked.labels(self._namespace, self._name, reason).set(
+                1 if reason in reasons else 0
+            )
 
     def _converted_pods(self) -> list[str]:
         """Decode pods converted after this tick's actions."""

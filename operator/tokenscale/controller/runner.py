@@ -7,14 +7,16 @@ import logging
 import kopf
 import prometheus_client
 
-from tokenscale.controller import handlers, peering, scraping, telemetry
+from tokenscale.controller import handlers, health, peering, scraping, telemetry
 from tokenscale.controller.settings import LogFormat, OperatorSettings
 from tokenscale.kube import client as kube_client
 from tokenscale.kube import cluster as kube_cluster
 from tokenscale.kube import errors as kube_errors
 from tokenscale.kube import objects
 
-__all__ = ["run_operator"]
+__all__ = ["HEALTH_PATH", "run_operator"]
+
+HEALTH_PATH = "/healthz"
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,14 @@ def _configure_logging(settings: OperatorSettings) -> None:
     # The HTTP clients log every request (httpx at INFO: one line per pod per tick); never what a reader wants.
     for noisy in ("urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _health_url(settings: OperatorSettings) -> str | None:
+    """kopf's liveness endpoint: ``/healthz`` on the metrics address and the health port (None: off)."""
+    if not settings.health_port:
+        return None
+    host = settings.metrics_address
+    return f"http://{f'[{host}]' if ':' in host else host}:{settings.health_port}{HEALTH_PATH}"
 
 
 def run_operator(settings: OperatorSettings) -> None:
@@ -67,7 +77,11 @@ def run_operator(settings: OperatorSettings) -> None:
         ),
         close_scraper=scraping.close,
         event_repeat_seconds=settings.event_repeat_seconds,
+        status_refresh_seconds=settings.status_refresh_seconds,
+        heartbeats=health.Heartbeats(stall_seconds=settings.health_stall_seconds),
     )
+    if settings.health_port:
+        logger.info("operator liveness on %s", _health_url(settings))
     try:
         kopf.run(
             registry=handlers.build_registry(runtime),
@@ -76,6 +90,7 @@ def run_operator(settings: OperatorSettings) -> None:
             priority=settings.priority,
             namespaces=settings.namespaces,
             clusterwide=not settings.namespaces,
+            liveness_endpoint=_health_url(settings),
         )
     finally:
         cluster.close()

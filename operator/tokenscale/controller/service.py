@@ -235,6 +235,8 @@ class ServiceMemory:
     """The last placements of a service with deployment groups, newest last."""
     domain_priorities: dict[str, str] = field(default_factory=dict)
     """Subgroup priority of each domain when nodes were last read (they are read only when a count changes)."""
+    status_written_seconds: float | None = None
+    """When this operator last wrote the status (its live numbers are refreshed from then on)."""
 
     def state_for(self, config: ServiceConfig) -> decide.ControllerState:
         """The policy state, started afresh when the spec's generation changed."""

@@ -46,6 +46,14 @@ class OperatorSettings:
     metrics_port: int = 8080
     """Port of the operator's own /metrics listener; 0 turns the listener off."""
 
+    health_port: int = 8081
+    """Port of the liveness endpoint (``/healthz`` on ``metrics_address``, served by kopf); 0 turns it off. It
+    answers HTTP 500 while a service's ticks have stalled (`tokenscale.controller.health`), else 200."""
+
+    health_stall_seconds: float = 30.0
+    """A service whose daemon has completed no tick for this long (and for 3 of its tick intervals) fails the
+    liveness endpoint. Ticks that fail still complete; only a hung tick or a starved event loop stalls."""
+
     peering_name: str | None = None
     """kopf peering object shared by the operator's replicas: only the one of highest priority acts, the others
     pause. None runs standalone (a single replica must then be guaranteed by the deployment)."""
@@ -74,11 +82,23 @@ class OperatorSettings:
     """An Event identical to one posted this recently is not posted again (a held decision repeats every
     tick; the API server should not receive one Event per second for it)."""
 
+    status_refresh_seconds: float = 10.0
+    """A status whose only change is live numbers (velocities, arrival rates, condition messages) is written at
+    most this often; conditions, replicas, converted pods and new decisions are written at once. 0 writes
+    every change."""
+
     field_manager: str = "tokenscale"
     """Field manager of the operator's writes, as shown in managedFields."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.metrics_port <= 65535:
-            raise ValueError(f"metrics port {self.metrics_port} is not in 0..65535")
+        for port in (self.metrics_port, self.health_port):
+            if not 0 <= port <= 65535:
+                raise ValueError(f"port {port} is not in 0..65535")
+        if self.metrics_port and self.metrics_port == self.health_port:
+            raise ValueError(f"the metrics and the health endpoint cannot share port {self.metrics_port}")
+        if self.status_refresh_seconds < 0:
+            raise ValueError("status refresh seconds must not be negative")
+        if self.health_stall_seconds <= 0:
+            raise ValueError("health stall seconds must be positive")
         if self.scrape_timeout_seconds <= 0:
             raise ValueError("scrape timeout must be positive")

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = [
     "ACTION",
+    "BLOCKED_REASONS",
     "NAME",
     "NAMESPACE",
     "OPERATION",
@@ -36,10 +37,13 @@ POLICY = "policy"
 ACTION = "action"
 """``scale``, ``convert``, ``restore``, ``hold`` or ``none``."""
 REASON = "reason"
-"""A stable CamelCase reason code (the decision's or the failure's)."""
+"""A stable CamelCase reason code (the decision's, the failure's, or why a decision was blocked)."""
 OPERATION = "operation"
 """A write the operator makes: ``scale``, ``convert``, ``restore``, ``withdraw``, ``rejoin``, ``deletion_cost``,
 ``status``."""
+
+BLOCKED_REASONS = ("ScalingConflict", "RoleLabelInSelector", "ActuationFailed")
+"""Why a decision was not actuated (``tokenscale_scaling_blocked``'s reasons; every one has a series)."""
 
 _SERVICE = (NAMESPACE, NAME)
 
@@ -107,6 +111,13 @@ class OperatorMetrics:
             [*_SERVICE, OPERATION, REASON],
             registry=r,
         )
+        self.scaling_blocked = Gauge(
+            "tokenscale_scaling_blocked",
+            "1 when the last tick's decision wanted a change the operator could not make, by why "
+            "(ScalingConflict, RoleLabelInSelector, ActuationFailed); dryRun is not blocked.",
+            [*_SERVICE, REASON],
+            registry=r,
+        )
         self.reconcile_duration = Histogram(
             "tokenscale_reconcile_duration_seconds",
             "Duration of one tick: observe, decide, act, report.",
@@ -128,6 +139,7 @@ class OperatorMetrics:
             self.decisions,
             self.scrape_errors,
             self.actuation_errors,
+            self.scaling_blocked,
             self.reconcile_duration,
         ):
             metric.remove_by_labels({NAMESPACE: namespace, NAME: name})

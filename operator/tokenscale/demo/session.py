@@ -333,6 +333,8 @@ class _Session:
             "127.0.0.1",
             "--metrics-port",
             "0",
+            "--health-port",
+            "0",
             "--log-format",
             "json",
             # A scrape may take at most most of a tick, so one slow pod cannot stretch the tick.

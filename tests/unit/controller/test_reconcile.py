@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from tests.unit.controller.fakes import EngineModel, EventList, FakeCluster, FakeScraper
 
-from tokenscale.controller import reconcile, telemetry
+from tokenscale.controller import reconcile, report, telemetry
 from tokenscale.controller.service import ServiceMemory, parse_service
 from tokenscale.core.types import PodView, Role, ServingRole
 from tokenscale.kube import pods as kube_pods
@@ -381,3 +382,167 @@ async def test_decision_history_records_a_repeated_hold_once() -> None:
     holds = [d for d in service.status["lastDecisions"] if d["action"] == "hold"]
     assert len(holds) == 1
     assert holds[0]["reason"] == "InputUnknown"
+
+
+# -- when the status is written ------------------------------------------------------------------------------
+
+_CONDITION = {"type": "Ready", "status": "True", "reason": "Reconciling", "message": "both scale targets resolve"}
+_WRITTEN: dict[str, Any] = {
+    "observedGeneration": 1,
+    "conditions": [_CONDITION],
+    "prefill": {"replicas": 1, "readyReplicas": 1, "desiredReplicas": 1},
+    "convertedPods": [],
+    "velocities": {"arrivingPromptTokensPerSecond": 100.0},
+    "lastDecisions": [],
+}
+
+
+def _changed(**fields: Any) -> dict[str, Any]:
+    return {**_WRITTEN, **fields}
+
+
+@pytest.mark.parametrize(
+    ("status", "since_write_seconds", "due"),
+    [
+        pytest.param(_WRITTEN, 60.0, False, id="unchanged-never"),
+        pytest.param(_changed(velocities={"arrivingPromptTokensPerSecond": 90.0}), 9.0, False, id="live-only-9s"),
+        pytest.param(_changed(velocities={"arrivingPromptTokensPerSecond": 90.0}), 10.0, True, id="live-only-10s"),
+        pytest.param(
+            _changed(conditions=[{**_CONDITION, "message": "90 tok/s"}]), 9.0, False, id="condition-message-9s"
+        ),
+        pytest.param(
+            _changed(conditions=[{**_CONDITION, "status": "False", "reason": "ApiError"}]),
+            0.0,
+            True,
+            id="condition-status-at-once",
+        ),
+        pytest.param(
+            _changed(prefill={"replicas": 1, "readyReplicas": 1, "desiredReplicas": 3}),
+            0.0,
+            True,
+            id="desired-replicas-at-once",
+        ),
+        pytest.param(
+            _changed(prefill={"replicas": 1, "readyReplicas": 0, "desiredReplicas": 1}),
+            0.0,
+            True,
+            id="ready-replicas-at-once",
+        ),
+        pytest.param(_changed(convertedPods=["d-0"]), 0.0, True, id="converted-pod-at-once"),
+        pytest.param(
+            _changed(lastDecisions=[{"time": "t", "action": "scale", "prefillReplicas": 3, "decodeReplicas": 1}]),
+            0.0,
+            True,
+            id="new-decision-at-once",
+        ),
+        pytest.param(_changed(observedGeneration=2), 0.0, True, id="new-generation-at-once"),
+    ],
+)
+def test_status_is_written_at_once_for_what_readers_act_on_and_live_numbers_every_refresh(
+    status: dict[str, Any], since_write_seconds: float, due: bool
+) -> None:
+    assert (
+        report.status_write_due(
+            status_=status,
+            previous_status=_WRITTEN,
+            written_seconds=T0,
+            now_seconds=T0 + since_write_seconds,
+            refresh_seconds=10.0,
+        )
+        is due
+    )
+
+
+def test_a_restarted_operator_writes_live_numbers_at_once() -> None:
+    # Nothing written by this process yet: the status on the resource may be from long ago.
+    moved = _changed(velocities={"arrivingPromptTokensPerSecond": 90.0})
+    assert report.status_write_due(
+        status_=moved, previous_status=_WRITTEN, written_seconds=None, now_seconds=T0, refresh_seconds=10.0
+    )
+
+
+async def test_steady_load_refreshes_live_numbers_every_ten_seconds_and_a_burst_is_written_in_its_tick() -> None:
+    service = Service(_spec(decode=DECODE_MIN_3), prefill=1, decode=3)
+    written_at: list[float] = []
+    for i in range(30):
+        for model in service.engines("p-"):
+            model.prompt_tokens_per_second = 100.0 + 10.0 * i  # the arrival rate moves every tick, nothing else
+        before = len(service.cluster.statuses)
+        await service.tick(1)
+        if len(service.cluster.statuses) > before:
+            written_at.append(service.now)
+    # Written on the first tick, then when MetricsAvailable turns True (the second sample); from then on only the
+    # live numbers move: a write every 10 s, not every tick.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(written_at[1:])]
+    assert len(gaps) >= 2, written_at
+    assert gaps == [10.0] * len(gaps), written_at
+    assert service.status["velocities"]["arrivingPromptTokensPerSecond"] > 0
+
+    _burst(service)
+    writes = len(service.cluster.statuses)
+    await service.tick(1)
+    assert len(service.cluster.statuses) == writes + 1
+    assert service.status["convertedPods"]
+    assert service.status["lastDecisions"][-1]["action"] in {"scale", "convert"}
+
+
+# -- tokenscale_scaling_blocked ------------------------------------------------------------------------------
+
+
+def _with_hpa(service: Service) -> None:
+    service.cluster.owners[ScaleRef("apps/v1", "Deployment", "p")] = ["HorizontalPodAutoscaler/p-hpa"]
+
+
+def _failing_scale_writes(service: Service) -> None:
+    service.cluster.fail_scale_writes = 100
+
+
+@pytest.mark.parametrize(
+    ("spec", "setup", "blocked"),
+    [
+        pytest.param(_spec(policy=STATIC), _with_hpa, {"ScalingConflict"}, id="hpa-and-a-change-wanted"),
+        pytest.param(
+            _spec(policy={"name": "static", "static": {"prefillReplicas": 1, "decodeReplicas": 1}}),
+            _with_hpa,
+            set(),
+            id="hpa-but-nothing-to-change",
+        ),
+        pytest.param(_spec(policy=STATIC, dryRun=True), _with_hpa, set(), id="dry-run-is-not-blocked"),
+        pytest.param(_spec(policy=STATIC), _failing_scale_writes, {"ActuationFailed"}, id="writes-fail"),
+        pytest.param(_spec(policy=STATIC), lambda _: None, set(), id="actuated"),
+    ],
+)
+async def test_scaling_blocked_says_why_a_wanted_change_was_not_made(
+    spec: dict[str, Any], setup: Callable[[Service], None], blocked: set[str]
+) -> None:
+    service = Service(spec, prefill=1, decode=1)
+    setup(service)
+    await service.tick(3)
+    assert {
+        reason for reason in telemetry.BLOCKED_REASONS if service.metric("tokenscale_scaling_blocked", reason=reason)
+    } == blocked
+    # Every reason has its series (0 when not blocked), so an alert on it has data.
+    assert all(service.metric("tokenscale_scaling_blocked", reason=r) is not None for r in telemetry.BLOCKED_REASONS)
+
+
+async def test_refused_conversion_is_blocked_and_clears_when_the_load_falls() -> None:
+    service = Service(_spec(decode=DECODE_MIN_3), prefill=1, decode=3, decode_selector=f"app=d,{ROLE_KEY}=decode")
+    await service.tick(4)
+    assert service.metric("tokenscale_scaling_blocked", reason="RoleLabelInSelector") == 0
+    _burst(service)
+    await service.tick(1)
+    assert service.metric("tokenscale_scaling_blocked", reason="RoleLabelInSelector") == 1
+    _calm(service)
+    await service.tick(8)
+    assert service.metric("tokenscale_scaling_blocked", reason="RoleLabelInSelector") == 0
+
+
+async def test_an_unreadable_target_blocks_nothing() -> None:
+    service = Service(_spec(policy=STATIC), prefill=1, decode=1)
+    service.cluster.fail_scale_writes = 100
+    await service.tick(2)
+    assert service.metric("tokenscale_scaling_blocked", reason="ActuationFailed") == 1
+    del service.cluster.scales["d"]
+    await service.tick(1)
+    assert service.condition("Ready") == ("False", "TargetNotFound")
+    assert service.metric("tokenscale_scaling_blocked", reason="ActuationFailed") == 0

@@ -33,6 +33,8 @@ def test_flags_become_settings(started: list[OperatorSettings]) -> None:
             "--peering", "tokenscale",
             "--priority", "7",
             "--allowed-cidr", "127.0.0.0/8",
+            "--health-port", "9000",
+            "--status-refresh-seconds", "2.5",
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -42,6 +44,7 @@ def test_flags_become_settings(started: list[OperatorSettings]) -> None:
     assert settings.log_format is LogFormat.JSON
     assert (settings.metrics_port, settings.peering_name, settings.priority) == (0, "tokenscale", 7)
     assert settings.allowed_scrape_cidrs == (ipaddress.ip_network("127.0.0.0/8"),)
+    assert (settings.health_port, settings.status_refresh_seconds) == (9000, 2.5)
 
 
 def test_environment_fills_what_flags_leave_out(started: list[OperatorSettings]) -> None:
@@ -49,6 +52,7 @@ def test_environment_fills_what_flags_leave_out(started: list[OperatorSettings])
         "TOKENSCALE_NAMESPACES": "serving",
         "TOKENSCALE_ALLOWED_CIDRS": "127.1.0.0/16,127.2.0.0/16",
         "TOKENSCALE_LOG_FORMAT": "json",
+        "TOKENSCALE_HEALTH_STALL_SECONDS": "45",
     }
     result = CliRunner().invoke(main.app, ["run"], env=env)
     assert result.exit_code == 0, result.output
@@ -59,6 +63,7 @@ def test_environment_fills_what_flags_leave_out(started: list[OperatorSettings])
         ipaddress.ip_network("127.2.0.0/16"),
     )
     assert settings.log_format is LogFormat.JSON
+    assert settings.health_stall_seconds == 45.0
 
 
 def test_defaults_watch_everything_standalone(started: list[OperatorSettings]) -> None:
