@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import ipaddress
 import multiprocessing
 import os
@@ -31,7 +32,7 @@ from prometheus_client import CollectorRegistry
 from tests.unit.controller.fakes import EventList, FakeCluster
 
 from benchmarks.restricted_exposition import requested_names, restricted, restricted_lines, same_samples
-from tokenscale.controller import reconcile, scraping, telemetry
+from tokenscale.controller import reconcile, runner, scraping, telemetry
 from tokenscale.controller.service import MetricsEndpoint, ServiceMemory, parse_service
 from tokenscale.core.types import EngineSample
 from tokenscale.kube.pods import PodInfo
@@ -179,6 +180,7 @@ class Result:
     cpu_ms_per_tick: float
     cpu_seconds_per_second: float
     scrape_errors: int
+    gc_pause_max_ms: float
 
     def row(self) -> str:
         pods = self.pods_per_service
@@ -187,7 +189,7 @@ class Result:
         return (
             f"| {self.services} x {pods} pods | {scrape} | {self.ticks} | {self.p50_ms:.1f} | {self.p99_ms:.1f} | "
             f"{self.cpu_ms_per_tick:.1f} | {1000 * self.cpu_ms_per_tick / pods:.0f} | "
-            f"{self.cpu_seconds_per_second:.2f} | {self.scrape_errors} |"
+            f"{self.cpu_seconds_per_second:.2f} | {self.scrape_errors} | {self.gc_pause_max_ms:.1f} |"
         )
 
 
@@ -245,6 +247,20 @@ class InMemoryEngines:
         }
 
 
+class GCPauses:
+    """A `gc.callbacks` entry that keeps the longest collection it saw (any generation), in seconds."""
+
+    def __init__(self) -> None:
+        self.longest_seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest_seconds = max(self.longest_seconds, time.perf_counter() - self._started)
+
+
 async def _measure(
     *, services: int, pods_per_service: int, measured_ticks: int, http: bool, name_query_honoured: bool
 ) -> Result:
@@ -295,11 +311,16 @@ async def _measure(
                 measuring.set()
             await asyncio.sleep(max(0.0, 1.0 - elapsed))
 
+    # The garbage collector as `tokenscale run` sets it up: the start-up heap frozen (`freeze_startup_heap`).
+    runner.freeze_startup_heap()
+    pauses = GCPauses()
     tasks = [asyncio.create_task(daemon(i)) for i in range(services)]
     await measuring.wait()
+    gc.callbacks.append(pauses)
     cpu_started, wall_started = time.process_time(), time.monotonic()
     await asyncio.gather(*tasks)
     cpu = time.process_time() - cpu_started
+    gc.callbacks.remove(pauses)
     scrape_errors = sum(
         sample.value
         for family in ports.metrics.scrape_errors.collect()
@@ -320,6 +341,7 @@ async def _measure(
         cpu_ms_per_tick=1000 * cpu / len(durations),
         cpu_seconds_per_second=cpu / wall,
         scrape_errors=int(scrape_errors),
+        gc_pause_max_ms=1000 * pauses.longest_seconds,
     )
 
 
@@ -375,9 +397,9 @@ def main() -> None:
     ]
     print(
         "| services x pods | scrape | ticks measured | p50 ms | p99 ms | CPU ms/tick | CPU us/pod/tick "
-        "| CPU s per s | scrape errors |"
+        "| CPU s per s | scrape errors | longest GC pause ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         print(result.row())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import kopf
@@ -14,7 +15,7 @@ from tokenscale.kube import cluster as kube_cluster
 from tokenscale.kube import errors as kube_errors
 from tokenscale.kube import objects
 
-__all__ = ["run_operator"]
+__all__ = ["freeze_startup_heap", "run_operator"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,18 @@ def _configure_logging(settings: OperatorSettings) -> None:
     # The HTTP clients log every request (httpx at INFO: one line per pod per tick); never what a reader wants.
     for noisy in ("urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def freeze_startup_heap() -> None:
+    """Move every object alive now (modules, clients, registries: they live as long as the process) out of the
+    cyclic garbage collector's reach, after collecting what is already garbage.
+
+    A full (generation-2) collection walks every tracked object; with the start-up heap in it, one took 70–150 ms
+    in the operator benchmark, longer than a 64-pod tick, so the tick it fell in was the p99. Frozen, the full
+    collections walk only what the ticks keep (sample windows, histories): 15–20 ms (docs/benchmarks.md, issue 6).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def run_operator(settings: OperatorSettings) -> None:
@@ -65,8 +78,10 @@ def run_operator(settings: OperatorSettings) -> None:
         close_scraper=scraping.close,
         event_repeat_seconds=settings.event_repeat_seconds,
     )
+    registry = handlers.build_registry(runtime)
+    freeze_startup_heap()
     kopf.run(
-        registry=handlers.build_registry(runtime),
+        registry=registry,
         standalone=settings.peering_name is None,
         peering_name=settings.peering_name,
         priority=settings.priority,
