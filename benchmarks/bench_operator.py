@@ -311,8 +311,8 @@ async def _measure(
                 measuring.set()
             await asyncio.sleep(max(0.0, 1.0 - elapsed))
 
-    # The garbage collector as `tokenscale run` sets it up: the start-up heap frozen (`freeze_startup_heap`).
-    runner.freeze_startup_heap()
+    # The garbage collector as `tokenscale run` sets it up (`tune_garbage_collector`).
+    runner.tune_garbage_collector()
     pauses = GCPauses()
     tasks = [asyncio.create_task(daemon(i)) for i in range(services)]
     await measuring.wait()
