@@ -4,14 +4,18 @@ per second one core sustains against 500 loopback endpoints.
 Goals: <= 0.5 ms CPU per pod, >= 1,000 pods/s per core. CPU is the benchmark process's own
 `time.process_time` (the endpoints are served by a separate process, `benchmarks.exposition_server`), so
 pods/s per core = pods scraped / CPU seconds spent. Parse costs compare prometheus_client's parser on the
-whole text, the same parser on the family-filtered lines, and the memoised path the scraper uses. Ablations,
-interleaved with the default so that the shared machine's load moves them alike, split the scrape into HTTP
-and parse and show what each transport choice (`tokenscale.metrics.transport`) saves.
+whole text, the same parser on the family-filtered lines, and the memoised path the scraper uses, on the whole
+exposition and on what vLLM sends for the preset's ``name[]`` query. The endpoints answer that query as vLLM's
+prometheus_client does (`benchmarks.restricted_exposition`). Ablations, interleaved with the default so that
+the shared machine's load moves them alike, show what the query saves (the same preset without it: an engine
+that ignores the query), split the scrape into HTTP and parse, and show what each transport choice
+(`tokenscale.metrics.transport`) saves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import resource
@@ -23,6 +27,7 @@ from collections.abc import Callable
 import httpcore
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.restricted_exposition import restricted
 from benchmarks.vllm_payload import vllm_exposition
 from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
@@ -36,6 +41,8 @@ from tokenscale.metrics.transport import KeptConnections, Transport
 PODS = 500
 ROUNDS = 8
 VLLM = preset_for("vllm")
+WHOLE = dataclasses.replace(VLLM, name_query=False)
+"""The vLLM preset without the ``name[]`` query: what a scrape of an engine that ignores the query costs."""
 NOTHING = EnginePreset(engine="nothing", scalars=(ScalarField("requests_waiting", ("nothing:at_all",)),))
 """A preset whose one family no payload has: scraping with it costs the HTTP request, the body's decode and
 the family filter's scan, and no parse."""
@@ -62,23 +69,36 @@ def bench_parse() -> None:
     text = vllm_exposition()
     kept = VLLM.series_filter.candidate_lines(text)
     filtered = "\n".join(kept)
+    restricted_text = restricted(text, VLLM.exposition_names).decode()
     parser = SeriesParser()
 
     def ours() -> EngineSample:
         series = parser.parse(text, VLLM.series_filter)
         return sample_from_series(VLLM, series, timestamp_seconds=0.0, model_name=None)
 
+    def ours_restricted() -> EngineSample:
+        series = parser.parse(restricted_text, VLLM.series_filter)
+        return sample_from_series(VLLM, series, timestamp_seconds=0.0, model_name=None)
+
+    if ours_restricted() != ours():
+        raise RuntimeError("the restricted exposition reads differently from the whole one")
+
     def ours_cold() -> EngineSample:
         series = SeriesParser().parse(text, VLLM.series_filter)
         return sample_from_series(VLLM, series, timestamp_seconds=0.0, model_name=None)
 
     print(f"payload: {len(text.encode())} bytes, {text.count(chr(10))} lines, {len(kept)} kept by the vLLM filter")
+    print(
+        f"answer to the vLLM preset's name[] query: {len(restricted_text.encode())} bytes, "
+        f"{restricted_text.count(chr(10))} lines"
+    )
     rows = [
         ("prometheus_client parser, whole text", lambda: list(text_string_to_metric_families(text))),
         ("prometheus_client parser, filtered lines", lambda: list(text_string_to_metric_families(filtered))),
         ("family filter only (regex, lines split)", lambda: VLLM.series_filter.split_candidate_lines(text)),
         ("tokenscale parse + normalise, cold memo", ours_cold),
         ("tokenscale parse + normalise, warm memo", ours),
+        ("the same on the name[] answer", ours_restricted),
     ]
     for label, call in rows:
         print(f"  {label:<44} {cpu_microseconds_per_call(call):8.0f} µs CPU per payload")
@@ -111,7 +131,7 @@ async def bench_scrape(port: int, addresses: list[str]) -> None:
         cold_cpu, _ = await _scrape_rounds(scraper, pods, endpoint, 1)
         cpu, wall = await _scrape_rounds(scraper, pods, endpoint, ROUNDS)
     scraped = ROUNDS * count
-    print(f"scrape + parse, {count} loopback endpoints, one kept-alive httpcore connection per pod:")
+    print(f"scrape + parse, {count} loopback endpoints, one kept-alive httpcore connection per pod, name[] query:")
     print(f"  first round (connect, memo fill)  {cold_cpu / count * 1e6:8.0f} µs CPU per pod")
     print(f"  steady state, {ROUNDS} rounds           {cpu / scraped * 1e6:8.0f} µs CPU per pod")
     print(f"  pods per CPU-second (one core)    {scraped / cpu:8.0f} pods/s")
@@ -119,11 +139,12 @@ async def bench_scrape(port: int, addresses: list[str]) -> None:
 
     # Ablations: transports that differ from the default in one respect each. They run interleaved with the
     # default, two rounds at a time, so that the shared machine's load moves them alike; best of four.
-    # The first two share their connections: they differ only in the preset, so the difference is the parse.
+    # The first three share their connections and differ only in the preset: the query, then the parse.
     kept = KeptConnections()
     variants: list[tuple[str, list[PodTarget], Transport, Endpoint]] = [
-        ("default (KeptConnections)", pods, kept, endpoint),
-        ("no parse (a preset reading nothing)", pods, kept, Endpoint(preset=NOTHING, port=port)),
+        ("default (KeptConnections, name[])", pods, kept, endpoint),
+        ("no name[] query (whole exposition)", pods, kept, Endpoint(preset=WHOLE, port=port)),
+        ("no parse (whole exposition)", pods, kept, Endpoint(preset=NOTHING, port=port)),
         (
             "httpcore's anyio network backend",
             pods,

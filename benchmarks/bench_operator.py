@@ -3,7 +3,10 @@
 Each tick is the operator's real `tokenscale.controller.reconcile.run_tick`: the real metrics scraper over HTTP to
 fake vLLM engines on loopback (one listener per pod IP, 127.3.x.y, served by a separate process so that their
 CPU is not counted), `build_observation`, `decide` (policy tokenscale), actuation and status against an
-in-memory cluster (the unit tests' fake kube adapter, so the API server's latency is not measured).
+in-memory cluster (the unit tests' fake kube adapter, so the API server's latency is not measured). The fake
+engines answer the vLLM preset's ``name[]`` query as vLLM's prometheus_client exposition does
+(`benchmarks.restricted_exposition`), or, in the rows marked so, ignore it as a server that is not
+prometheus_client would.
 
 Goal (issue 6): p99 <= 50 ms per tick for the 64-pod service, and 50 x 32 pods at 1 s within one core
 (CPU seconds per wall second < 1).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import ipaddress
 import multiprocessing
 import os
@@ -27,7 +31,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from tests.unit.controller.fakes import EventList, FakeCluster
 
-from tokenscale.controller import reconcile, scraping, telemetry
+from benchmarks.restricted_exposition import requested_names, restricted, restricted_lines, same_samples
+from tokenscale.controller import reconcile, runner, scraping, telemetry
 from tokenscale.controller.service import MetricsEndpoint, ServiceMemory, parse_service
 from tokenscale.core.types import EngineSample
 from tokenscale.kube.pods import PodInfo
@@ -102,25 +107,38 @@ def _pin(*, server: bool) -> None:
         os.sched_setaffinity(0, set(cpus[1:]) if server else {cpus[0]})
 
 
-def _serve(addresses: list[tuple[str, bool]], ready: Any) -> None:
-    """The fake engines: one asyncio listener per pod IP, answering every request with a fresh exposition."""
+def _serve(addresses: list[tuple[str, bool]], ready: Any, honour_name_query: bool) -> None:
+    """The fake engines: one asyncio listener per pod IP, answering every request with a fresh exposition, or
+    with its samples the request's ``name[]`` query lists (``honour_name_query``), as prometheus_client does."""
 
     _pin(server=True)
 
     async def run() -> None:
         started = time.monotonic()
-        rendered: dict[tuple[bool, int], bytes] = {}
+        rendered: dict[tuple[bool, int, bytes], bytes] = {}
 
-        def body_of(prefill: bool) -> bytes:
-            # Rendered once per role and 100 ms: the server's CPU is not what is measured, and it shares the
-            # machine. The client still parses every answer in full (its memo is per series, not per text).
+        def body_of(prefill: bool, target: bytes) -> bytes:
+            # Rendered once per role, query and 100 ms: the server's CPU is not what is measured, and it shares
+            # the machine. The client still parses every answer in full (its memo is per series, not per text).
             tenth = int(10 * (time.monotonic() - started))
-            key = (prefill, tenth)
+            key = (prefill, tenth, target)
             if key not in rendered:
                 for stale in [k for k in rendered if k[1] != tenth]:
                     del rendered[stale]
-                rendered[key] = exposition(prefill=prefill, elapsed_seconds=tenth / 10)
+                text = exposition(prefill=prefill, elapsed_seconds=tenth / 10)
+                names = requested_names(target.decode("latin-1")) if honour_name_query else None
+                rendered[key] = text if names is None else restricted_lines(text.decode(), names)
             return rendered[key]
+
+        # The line model answers the query as prometheus_client does (checked here on the vLLM preset's query),
+        # at a fraction of its cost: rendering through prometheus_client takes milliseconds, which would hold
+        # up the ticks' requests.
+        example, names = (
+            exposition(prefill=False, elapsed_seconds=1.0).decode(),
+            engines.preset_for("vllm").exposition_names,
+        )
+        if not same_samples(restricted_lines(example, names), restricted(example, names)):
+            raise RuntimeError("restricted_lines does not answer the name[] query as prometheus_client does")
 
         def handler(prefill: bool) -> Any:
             async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -129,7 +147,7 @@ def _serve(addresses: list[tuple[str, bool]], ready: Any) -> None:
                         request = await reader.readuntil(b"\r\n\r\n")
                         if not request:
                             break
-                        body = body_of(prefill)
+                        body = body_of(prefill, request.split(b" ", 2)[1])
                         writer.write(
                             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
                             + f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -153,6 +171,7 @@ def _serve(addresses: list[tuple[str, bool]], ready: Any) -> None:
 @dataclass(frozen=True)
 class Result:
     http: bool
+    name_query_honoured: bool
     services: int
     pods_per_service: int
     ticks: int
@@ -161,14 +180,16 @@ class Result:
     cpu_ms_per_tick: float
     cpu_seconds_per_second: float
     scrape_errors: int
+    gc_pause_max_ms: float
 
     def row(self) -> str:
         pods = self.pods_per_service
-        scrape = "HTTP on loopback" if self.http else "in memory"
+        honoured = "honoured" if self.name_query_honoured else "ignored"
+        scrape = f"HTTP on loopback, name[] {honoured}" if self.http else "in memory"
         return (
             f"| {self.services} x {pods} pods | {scrape} | {self.ticks} | {self.p50_ms:.1f} | {self.p99_ms:.1f} | "
             f"{self.cpu_ms_per_tick:.1f} | {1000 * self.cpu_ms_per_tick / pods:.0f} | "
-            f"{self.cpu_seconds_per_second:.2f} | {self.scrape_errors} |"
+            f"{self.cpu_seconds_per_second:.2f} | {self.scrape_errors} | {self.gc_pause_max_ms:.1f} |"
         )
 
 
@@ -226,7 +247,23 @@ class InMemoryEngines:
         }
 
 
-async def _measure(*, services: int, pods_per_service: int, measured_ticks: int, http: bool) -> Result:
+class GCPauses:
+    """A `gc.callbacks` entry that keeps the longest collection it saw (any generation), in seconds."""
+
+    def __init__(self) -> None:
+        self.longest_seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.longest_seconds = max(self.longest_seconds, time.perf_counter() - self._started)
+
+
+async def _measure(
+    *, services: int, pods_per_service: int, measured_ticks: int, http: bool, name_query_honoured: bool
+) -> Result:
     prefill_pods = pods_per_service // 4
     cluster = FakeCluster()
     for s in range(services):
@@ -274,11 +311,16 @@ async def _measure(*, services: int, pods_per_service: int, measured_ticks: int,
                 measuring.set()
             await asyncio.sleep(max(0.0, 1.0 - elapsed))
 
+    # The garbage collector as `tokenscale run` sets it up (`tune_garbage_collector`).
+    runner.tune_garbage_collector()
+    pauses = GCPauses()
     tasks = [asyncio.create_task(daemon(i)) for i in range(services)]
     await measuring.wait()
+    gc.callbacks.append(pauses)
     cpu_started, wall_started = time.process_time(), time.monotonic()
     await asyncio.gather(*tasks)
     cpu = time.process_time() - cpu_started
+    gc.callbacks.remove(pauses)
     scrape_errors = sum(
         sample.value
         for family in ports.metrics.scrape_errors.collect()
@@ -290,6 +332,7 @@ async def _measure(*, services: int, pods_per_service: int, measured_ticks: int,
     ordered = sorted(durations)
     return Result(
         http=http,
+        name_query_honoured=name_query_honoured,
         services=services,
         pods_per_service=pods_per_service,
         ticks=len(durations),
@@ -298,29 +341,45 @@ async def _measure(*, services: int, pods_per_service: int, measured_ticks: int,
         cpu_ms_per_tick=1000 * cpu / len(durations),
         cpu_seconds_per_second=cpu / wall,
         scrape_errors=int(scrape_errors),
+        gc_pause_max_ms=1000 * pauses.longest_seconds,
     )
 
 
-def run_scenario(*, services: int, pods_per_service: int, measured_ticks: int, http: bool = True) -> Result:
+def run_scenario(
+    *, services: int, pods_per_service: int, measured_ticks: int, http: bool = True, name_query_honoured: bool = True
+) -> Result:
     """Start the fake engines in their own process, then tick ``services`` services for ``measured_ticks`` s.
 
-    With ``http`` false the pods are not scraped over HTTP but answered in memory (`InMemoryEngines`)."""
+    With ``http`` false the pods are not scraped over HTTP but answered in memory (`InMemoryEngines`); with
+    ``name_query_honoured`` false the fake engines send their whole exposition whatever the query asks."""
     _pin(server=False)
     if not http:
         return asyncio.run(
-            _measure(services=services, pods_per_service=pods_per_service, measured_ticks=measured_ticks, http=False)
+            _measure(
+                services=services,
+                pods_per_service=pods_per_service,
+                measured_ticks=measured_ticks,
+                http=False,
+                name_query_honoured=False,
+            )
         )
     prefill_pods = pods_per_service // 4
     addresses = [(_pod_ip(s, p), p < prefill_pods) for s in range(services) for p in range(pods_per_service)]
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
-    server = context.Process(target=_serve, args=(addresses, ready), daemon=True)
+    server = context.Process(target=_serve, args=(addresses, ready, name_query_honoured), daemon=True)
     server.start()
     try:
         if not ready.wait(60):
             raise RuntimeError("the fake engines did not start")
         return asyncio.run(
-            _measure(services=services, pods_per_service=pods_per_service, measured_ticks=measured_ticks, http=True)
+            _measure(
+                services=services,
+                pods_per_service=pods_per_service,
+                measured_ticks=measured_ticks,
+                http=True,
+                name_query_honoured=name_query_honoured,
+            )
         )
     finally:
         server.terminate()
@@ -331,14 +390,16 @@ def main() -> None:
     results = [
         run_scenario(services=1, pods_per_service=64, measured_ticks=60),
         run_scenario(services=50, pods_per_service=32, measured_ticks=30),
+        run_scenario(services=1, pods_per_service=64, measured_ticks=60, name_query_honoured=False),
+        run_scenario(services=50, pods_per_service=32, measured_ticks=30, name_query_honoured=False),
         run_scenario(services=1, pods_per_service=64, measured_ticks=60, http=False),
         run_scenario(services=50, pods_per_service=32, measured_ticks=30, http=False),
     ]
     print(
         "| services x pods | scrape | ticks measured | p50 ms | p99 ms | CPU ms/tick | CPU us/pod/tick "
-        "| CPU s per s | scrape errors |"
+        "| CPU s per s | scrape errors | longest GC pause ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         print(result.row())
 

@@ -2,9 +2,11 @@
 
 ``python -m benchmarks.exposition_server --count 500`` binds 127.203.0.1, 127.203.0.2, ... (one port for
 all, like pods that share a container port), prints ``{"port": P, "addresses": [...]}`` as one JSON line
-once listening, and serves the generated vLLM payload (`benchmarks.vllm_payload`) until stdin closes. The
-server is plain asyncio protocols (no framework), so it costs little next to the scraper it feeds, and it
-runs in its own process so the scraper's CPU time can be measured alone.
+once listening, and serves the generated vLLM payload (`benchmarks.vllm_payload`) until stdin closes. A request
+whose query names samples (``?name[]=…``, as the vLLM preset sends) is answered as vLLM's prometheus_client
+exposition answers it: only those samples (`benchmarks.restricted_exposition`, rendered once per distinct
+query). The server is plain asyncio protocols (no framework), so it costs little next to the scraper it feeds,
+and it runs in its own process so the scraper's CPU time can be measured alone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import resource
 import socket
 import sys
 
+from benchmarks.restricted_exposition import requested_names, restricted
 from benchmarks.vllm_payload import vllm_exposition
 
 ADDRESS_PREFIX = "127.203"
@@ -25,9 +28,34 @@ def address(index: int) -> str:
     return f"{ADDRESS_PREFIX}.{index // 250}.{index % 250 + 1}"
 
 
+def _response(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+
+
+class _Responses:
+    """The response to each request target: the whole payload, or its restricted view for a ``name[]`` query."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._whole = _response(text.encode())
+        self._by_target: dict[bytes, bytes] = {}
+
+    def for_request(self, head: bytes) -> bytes:
+        target = head.split(b" ", 2)[1] if head.count(b" ") >= 2 else b"/"
+        found = self._by_target.get(target)
+        if found is None:
+            names = requested_names(target.decode("latin-1"))
+            found = self._whole if names is None else _response(restricted(self._text, names))
+            self._by_target[target] = found
+        return found
+
+
 class _MetricsProtocol(asyncio.Protocol):
-    def __init__(self, response: bytes) -> None:
-        self._response = response
+    def __init__(self, responses: _Responses) -> None:
+        self._responses = responses
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
@@ -38,22 +66,19 @@ class _MetricsProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         while b"\r\n\r\n" in self._buffer:
-            _, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+            head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
             assert self._transport is not None
-            self._transport.write(self._response)
+            self._transport.write(self._responses.for_request(head))
 
 
-async def serve(count: int, body: bytes) -> None:
-    response = (
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-        b"Content-Length: %d\r\n\r\n" % len(body)
-    ) + body
+async def serve(count: int, text: str) -> None:
+    responses = _Responses(text)
     loop = asyncio.get_running_loop()
     with socket.socket() as probe:  # one free port, then the same port on every address
         probe.bind((address(0), 0))
         port = probe.getsockname()[1]
     servers = [
-        await loop.create_server(lambda: _MetricsProtocol(response), address(index), port, backlog=1024)
+        await loop.create_server(lambda: _MetricsProtocol(responses), address(index), port, backlog=1024)
         for index in range(count)
     ]
     print(json.dumps({"port": port, "addresses": [address(i) for i in range(count)]}), flush=True)
@@ -69,7 +94,7 @@ def main() -> None:
     arguments = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a listener and a connection per endpoint
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * arguments.count + 64)), hard))
-    asyncio.run(serve(arguments.count, vllm_exposition(engines=arguments.engines).encode()))
+    asyncio.run(serve(arguments.count, vllm_exposition(engines=arguments.engines)))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -219,7 +220,10 @@ class _Engine(Collector):
 
 
 def _server(address: str, port: int, engine: _Engine) -> ThreadingHTTPServer:
-    registry = CollectorRegistry(auto_describe=False)
+    # Answers the scraper's ``name[]`` query as a vLLM pod does (prometheus_client's exposition renders
+    # ``registry.restricted_registry(names)``); the collector names nothing up front, so the registry must
+    # collect it anyway for that view not to be empty.
+    registry = CollectorRegistry(auto_describe=False, support_collectors_without_names=True)
     registry.register(engine)
 
     class Handler(BaseHTTPRequestHandler):
@@ -227,7 +231,8 @@ def _server(address: str, port: int, engine: _Engine) -> ThreadingHTTPServer:
             if not engine.load.healthy:
                 self.send_error(503, "engine unavailable")
                 return
-            body = generate_latest(registry)
+            names = parse_qs(urlsplit(self.path).query).get("name[]")
+            body = generate_latest(registry if names is None else registry.restricted_registry(names))
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))

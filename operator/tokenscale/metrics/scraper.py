@@ -15,7 +15,12 @@ Per pod, in order:
 1. the pod IP must be an IP address inside ``allowed_networks``, or the pod is ``NotAllowed`` and nothing
    is dialled;
 2. one GET with ``Accept-Encoding: identity`` under a total deadline of ``timeout_seconds`` (connect,
-   headers and body together; waiting for the semaphore does not count);
+   headers and body together; waiting for the semaphore does not count). For a preset with
+   ``name_query`` (vLLM) the URL asks for the preset's samples only, ``?name[]=<sample name>&…`` as
+   prometheus_client's exposition understands it. A registry in prometheus_client's multiprocess mode answers
+   that query with an empty page (vLLM with several API servers), so when the filtered answer holds none of
+   the preset's families, or is an HTTP error, the same deadline covers a second GET without the query; if
+   that one gives a sample, the pod endpoint is read without the query from then on;
 3. status 200 and no content coding, else ``HTTPStatus`` / ``ParseError``; a ``Content-Length`` over the
    cap, or a body that grows past it while streaming, stops the read (``TooLarge``), so memory per pod is
    bounded by the cap plus one network read;
@@ -37,6 +42,7 @@ import httpcore
 import httpx
 
 import tokenscale
+from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines.preset import EnginePreset, NoMatchingFamilyError, sample_from_series
 from tokenscale.metrics.exposition import ExpositionError, SeriesParser
 from tokenscale.metrics.source import Clock, PodTarget, SampleOrUnknown, Unknown, UnknownReason
@@ -116,7 +122,8 @@ class Scraper:
         return {pod.name: result for pod, result in zip(pods, results, strict=True)}
 
     async def _scrape_pod(self, pod: PodTarget, endpoint: Endpoint) -> SampleOrUnknown:
-        target = self._targets.get((pod.ip, endpoint.scheme, endpoint.port, endpoint.path))
+        key = (pod.ip, endpoint.scheme, endpoint.port, endpoint.path)
+        target = self._targets.get(key)
         if target is None:
             target = self._resolve(pod.ip, endpoint)
         if isinstance(target, _Refusal):
@@ -125,7 +132,13 @@ class Scraper:
         async with self._semaphore:
             try:
                 async with asyncio.timeout(self._settings.timeout_seconds):
-                    return await self._fetch_and_parse(target, endpoint)
+                    result = await self._fetch_and_parse(target.url, target.request, endpoint)
+                    if target.unfiltered is None or not _may_be_the_filter(result):
+                        return result
+                    retried = await self._fetch_and_parse(target.url, target.unfiltered, endpoint)
+                    if isinstance(retried, EngineSample):  # the query was the fault: never send it there again
+                        self._targets[key] = _Target(target.url, target.unfiltered, None)
+                    return retried
             except (TimeoutError, httpcore.TimeoutException):
                 return self._unknown(UnknownReason.TIMEOUT, f"no answer from {url} within {self._timeout_text}")
             except httpcore.ConnectError as error:
@@ -144,7 +157,8 @@ class Scraper:
         else:
             if any(address in network for network in self._settings.allowed_networks):
                 host = f"[{address}]" if address.version == 6 else str(address)
-                resolved = _Target.of(f"{endpoint.scheme}://{host}:{endpoint.port}{endpoint.path}")
+                query = endpoint.preset.name_query_params if endpoint.preset.name_query else ()
+                resolved = _Target.of(f"{endpoint.scheme}://{host}:{endpoint.port}{endpoint.path}", query=query)
             else:
                 resolved = _Refusal(f"pod IP {address} is outside the allowed networks")
         if len(self._targets) >= self._settings.max_origins:
@@ -156,9 +170,8 @@ class Scraper:
     def _timeout_text(self) -> str:
         return f"{self._settings.timeout_seconds:g} s"
 
-    async def _fetch_and_parse(self, target: _Target, endpoint: Endpoint) -> SampleOrUnknown:
-        url = target.url
-        response = await self._transport.handle_async_request(target.request)
+    async def _fetch_and_parse(self, url: str, request: httpcore.Request, endpoint: Endpoint) -> SampleOrUnknown:
+        response = await self._transport.handle_async_request(request)
         try:
             timestamp_seconds = self._clock()
             refusal = self._refusal(url, response)
@@ -217,29 +230,48 @@ class _Refusal:
     message: str
 
 
+def _may_be_the_filter(result: SampleOrUnknown) -> bool:
+    """Whether a filtered request's answer may be the ``name[]`` query's fault: an exposition without the
+    preset's families (a registry whose restricted view is empty) or an HTTP error (a server or proxy that
+    refuses the query)."""
+    return isinstance(result, Unknown) and result.reason in (
+        UnknownReason.NO_MATCHING_FAMILY,
+        UnknownReason.HTTP_STATUS,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Target:
-    """One pod endpoint's URL (for messages) and the request sent to it, built once."""
+    """One pod endpoint's URL (for messages, without the query), the request sent to it, and when that request
+    carries the ``name[]`` query, the same request without it (the fallback); built once."""
 
     url: str
     request: httpcore.Request
+    unfiltered: httpcore.Request | None
 
     @classmethod
-    def of(cls, url_text: str) -> _Target:
-        """Parsed and escaped as httpx does (``httpx.URL``); the headers are the scraper's, nothing else: no
-        cookies, no credentials, and an identity coding so that the size cap counts the bytes received."""
+    def of(cls, url_text: str, *, query: Sequence[tuple[str, str]] = ()) -> _Target:
+        """Parsed and escaped as httpx does (``httpx.URL``; ``query`` is merged into the URL's own); the headers
+        are the scraper's, nothing else: no cookies, no credentials, and an identity coding so that the size
+        cap counts the bytes received."""
         url = httpx.URL(url_text)
-        request = httpcore.Request(
-            b"GET",
-            httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=[
-                (b"Host", url.netloc),
-                (b"Accept", b"text/plain"),
-                (b"Accept-Encoding", b"identity"),
-                (b"User-Agent", _USER_AGENT),
-            ],
-        )
-        return cls(str(url), request)
+        unfiltered = _request(url)
+        if not query:
+            return cls(str(url), unfiltered, None)
+        return cls(str(url), _request(url.copy_merge_params(list(query))), unfiltered)
+
+
+def _request(url: httpx.URL) -> httpcore.Request:
+    return httpcore.Request(
+        b"GET",
+        httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+        headers=[
+            (b"Host", url.netloc),
+            (b"Accept", b"text/plain"),
+            (b"Accept-Encoding", b"identity"),
+            (b"User-Agent", _USER_AGENT),
+        ],
+    )
 
 
 _USER_AGENT = f"tokenscale/{tokenscale.__version__}".encode()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 
+import httpx
 import pytest
 
 from tokenscale.core.types import EngineSample
@@ -46,6 +47,21 @@ async def test_the_scraper_reads_what_the_listener_serves_at_each_scrape() -> No
     assert isinstance(second, EngineSample)
     assert (first.prompt_tokens_total, first.requests_waiting) == (100.0, 3.0)
     assert (second.prompt_tokens_total, second.requests_waiting) == (250.0, 0.0)
+
+
+async def test_the_listener_honours_the_name_query_as_a_vllm_pod_does() -> None:
+    sample = EngineSample(timestamp_seconds=0.0, prompt_tokens_total=100.0, requests_waiting=3.0)
+    port = free_port()
+    listener = start_listener(address=POD_IP, port=port, sample_of=lambda: sample, model_name=MODEL)
+    try:
+        async with httpx.AsyncClient() as client:
+            whole = (await client.get(f"http://{POD_IP}:{port}/metrics")).text
+            only = await client.get(f"http://{POD_IP}:{port}/metrics", params=[("name[]", "vllm:prompt_tokens_total")])
+    finally:
+        listener.close()
+    assert "vllm:num_requests_waiting{" in whole
+    sample_lines = [line for line in only.text.splitlines() if not line.startswith("#")]
+    assert sample_lines == [f'vllm:prompt_tokens_total{{engine="0",model_name="{MODEL}"}} 100.0']
 
 
 async def test_a_closed_listener_frees_its_address_for_the_next_pod() -> None:

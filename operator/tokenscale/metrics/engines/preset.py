@@ -85,6 +85,14 @@ class EnginePreset:
 
     ``copy_labels`` name the labels whose series are copies of one engine's view (collapsed by maximum,
     never summed): SGLang's ``tp_rank``/``pp_rank``.
+
+    ``name_query`` says whether to ask the engine for only the samples the preset reads, with
+    prometheus_client's ``?name[]=<sample name>`` query (`name_query_params`): an engine that serves ``/metrics``
+    through prometheus_client (its ASGI/WSGI app or ``start_http_server``) then renders only those samples,
+    a 50 KB vLLM exposition shrinking to about a quarter. It is off for an engine whose registry answers it
+    with nothing (prometheus_client's multiprocess mode without ``support_collectors_without_names``, as
+    SGLang always runs) or whose server ignores it; the scraper falls back to the whole exposition for a
+    pod whose filtered answer holds nothing (`tokenscale.metrics.scraper`).
     """
 
     engine: str
@@ -92,6 +100,7 @@ class EnginePreset:
     histograms: tuple[HistogramField, ...] = ()
     derived: tuple[DerivedField, ...] = ()
     copy_labels: tuple[str, ...] = ()
+    name_query: bool = False
 
     def __post_init__(self) -> None:
         known = {f.name for f in dataclasses.fields(EngineSample)}
@@ -114,6 +123,15 @@ class EnginePreset:
     def exposition_names(self) -> tuple[str, ...]:
         """Every exposition sample name the preset may read (for a Prometheus ``__name__`` selector)."""
         return tuple(sorted(self.series_filter.names))
+
+    @cached_property
+    def name_query_params(self) -> tuple[tuple[str, str], ...]:
+        """The ``name[]`` query parameters asking a prometheus_client exposition for `exposition_names` only.
+
+        prometheus_client keeps a sample when its *sample* name is listed (``…_total`` for a counter;
+        ``…_bucket``, ``…_sum`` and ``…_count`` for a histogram), which is what `exposition_names` holds.
+        """
+        return tuple(("name[]", name) for name in self.exposition_names)
 
 
 def sample_from_series(

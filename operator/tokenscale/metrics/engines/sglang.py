@@ -5,6 +5,10 @@ Every tensor- and pipeline-parallel rank exports the same scheduler view, so ``t
 are copies (maximum), while ``dp_rank`` series are parts. Older builds name the inter-token histogram
 ``time_per_output_token_seconds``. SGLang exposes KV-transfer speed and latency only as gauges (not
 cumulative), so only the failure counter is read.
+
+No ``name[]`` query (`EnginePreset.name_query`): SGLang always runs prometheus_client in multiprocess mode on a
+plain ``CollectorRegistry()`` (``add_prometheus_middleware``), whose restricted view is empty, so the query
+would get an empty page every time.
 """
 
 from __future__ import annotations

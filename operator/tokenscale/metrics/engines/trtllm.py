@@ -9,6 +9,9 @@ queued inside the engine, so it overstates running and leaves waiting unknown). 
 prefix the engine metrics ``trtllm:`` instead of ``trtllm_``; both are read. The latency histogram that
 stands for inter-token latency is ``time_per_output_token_seconds`` (a per-request mean, as in vLLM's
 ``request_time_per_output_token_seconds``).
+
+No ``name[]`` query (`EnginePreset.name_query`): the system port is served by Dynamo's runtime (Rust), not by
+prometheus_client, so the query would only lengthen every request.
 """
 
 from __future__ import annotations

@@ -4,6 +4,12 @@ Counters are exposed with ``_total``. Renames read both ways: ``kv_cache_usage_p
 deprecated ``gpu_cache_usage_perc`` (also 0–1), ``inter_token_latency_seconds`` before the deprecated
 ``time_per_output_token_seconds``. KV capacity is ``num_gpu_blocks × block_size`` from the labels of the info
 gauge ``cache_config_info``, summed over engines. KV transfer is read from the NIXL connector's metrics.
+
+The API server mounts prometheus_client's ASGI app at ``/metrics``, so the scrape asks for the preset's samples
+only (``?name[]=…``, `EnginePreset.name_query`): with one API server the registry is prometheus_client's
+default one, which honours it. With ``--api-server-count > 1`` vLLM switches to prometheus_client's
+multiprocess mode on a plain ``CollectorRegistry()``, which answers that query with an empty page; the
+scraper then reads such a pod's whole exposition (`tokenscale.metrics.scraper`).
 """
 
 from __future__ import annotations
@@ -59,4 +65,5 @@ PRESET = EnginePreset(
         HistogramField("kv_transfer_seconds", ("vllm:nixl_xfer_time_seconds",)),
     ),
     derived=(DerivedField("kv_cache_capacity_tokens", (_CACHE_CONFIG_INFO,), _kv_capacity_tokens),),
+    name_query=True,
 )
