@@ -70,6 +70,11 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
         what=f"ServiceAccount {name}/default",
     )
     yield name
+    # A service whose operator has stopped keeps its finalizer, and the namespace would stay Terminating for the
+    # rest of the session, its deletion retried (and its pods listed) by the namespace controller.
+    services = kubectl.run("get", "dis", "-n", name, "-o", "name", check=False).stdout.split()
+    for service in services:
+        kubectl.run("patch", service, "-n", name, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
     kubectl.run("delete", "namespace", name, "--wait=false")
 
 

@@ -37,6 +37,11 @@ def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
         api.close()
 
 
+def _no_namespace_terminating(kubectl: Kubectl) -> bool:
+    phases = kubectl.run("get", "namespaces", "-o", "jsonpath={.items[*].status.phase}").stdout.split()
+    return "Terminating" not in phases
+
+
 def _read(kube: KubeCluster, namespace: str) -> list[kube_pods.PodInfo]:
     return asyncio.run(kube.list_pods(namespace=namespace, selector=SELECTOR))
 
@@ -48,6 +53,9 @@ def test_pod_changes_are_read_from_the_watch_without_a_list(
     wait_until(lambda: len(_read(kube, namespace)) == 2, what="2 pods in the cache")
     cache = kube.pod_cache(namespace)
     assert cache.lists == 1
+    # The API server counts requests cluster-wide: the namespace controller, deleting earlier tests' namespaces,
+    # lists their pods. Count from a moment none is being deleted.
+    wait_until(lambda: _no_namespace_terminating(kubectl), what="no namespace terminating", timeout_seconds=120)
     before = apiserver_metrics.request_counts(kubectl)
 
     first = _read(kube, namespace)[0].name
