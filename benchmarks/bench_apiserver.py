@@ -21,10 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from prometheus_client.parser import text_string_to_metric_families
 from tests.integration import apiserver_metrics
 from tests.integration import operator_process as op
 from tests.integration.fake_engine import EngineLoad, FakeEngineFleet
@@ -72,21 +70,6 @@ def _operator(kubeconfig: Path, log: Path, metrics_port: int) -> subprocess.Pope
     ]
     with log.open("wb") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-
-
-def _service_ticks(metrics_port: int) -> float:
-    """Ticks run so far over every service (the reconcile histogram's count); 0 before the listener is up."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "tokenscale_reconcile_duration_seconds_count"
-    )
 
 
 def main() -> None:
@@ -144,13 +127,15 @@ def main() -> None:
             metrics_port = op.free_port()
             operator = _operator(dev.kubeconfig, Path(home) / "operator.log", metrics_port)
             wait_until(
-                lambda: _service_ticks(metrics_port) >= 5 * SERVICES, what="every service ticking", timeout_seconds=120
+                lambda: op.operator_ticks(metrics_port) >= 5 * SERVICES,
+                what="every service ticking",
+                timeout_seconds=120,
             )
             time.sleep(5.0)
-            before, ticks_before = apiserver_metrics.request_counts(kubectl), _service_ticks(metrics_port)
+            before, ticks_before = apiserver_metrics.request_counts(kubectl), op.operator_ticks(metrics_port)
             started = time.monotonic()
             time.sleep(SECONDS)
-            after, ticks_after = apiserver_metrics.request_counts(kubectl), _service_ticks(metrics_port)
+            after, ticks_after = apiserver_metrics.request_counts(kubectl), op.operator_ticks(metrics_port)
             elapsed = time.monotonic() - started
         finally:
             if operator is not None:

@@ -37,6 +37,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def operator_ticks(metrics_port: int) -> float:
+    """Ticks the operator serving its metrics on ``metrics_port`` has run, over all services (the reconcile
+    histogram's count); 0 before its listener is up."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "tokenscale_reconcile_duration_seconds_count"
+    )
+
+
 def read_health(url: str) -> tuple[int, Any] | None:
     """GET a kopf liveness endpoint: its HTTP status and JSON body (None for a 500's body); None if unreachable."""
     try:
@@ -112,17 +128,7 @@ class OperatorProcess:
 
     def ticks(self) -> float:
         """Ticks this process has run, over all services (0 before the first)."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as response:
-                text = response.read().decode()
-        except OSError:
-            return 0.0
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "tokenscale_reconcile_duration_seconds_count"
-        )
+        return operator_ticks(self.metrics_port)
 
     def stop(self) -> None:
         """SIGTERM, as Kubernetes stops a pod; kopf exits cleanly (and leaves the peering)."""
