@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.integration import apiserver_metrics
 from tests.integration import operator_process as op
 from tests.integration.waiting import wait_until
 
-from tokenscale.devcluster import cluster
+from tokenscale.devcluster import cluster, nodes
 from tokenscale.devcluster.kubectl import Kubectl
 from tokenscale.kube import client as kube_client
 from tokenscale.kube import pods as kube_pods
@@ -26,9 +27,26 @@ WATCH_TIMEOUT_SECONDS = 1
 """The server ends each watch after a second, so the test sees several resumes."""
 
 
-@pytest.fixture
-def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
-    api = kube_client.build_api_client(kubeconfig=dev_cluster.kubeconfig)
+@pytest.fixture(scope="module")
+def own_cluster(
+    dev_cluster: cluster.DevCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[cluster.DevCluster]:
+    """A cluster of this module's own: the API server counts requests cluster-wide, and on the session's cluster the
+    namespace controller lists pods while it deletes earlier tests' namespaces."""
+    started = cluster.start_cluster(
+        home=tmp_path_factory.mktemp("pod-watch-cluster"),
+        fake_nodes=nodes.fake_gpu_nodes(1),
+        binaries=dev_cluster.binaries,
+        die_with_parent=True,
+    )
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def _kube(kubeconfig: Path) -> Iterator[KubeCluster]:
+    api = kube_client.build_api_client(kubeconfig=kubeconfig)
     found = KubeCluster(api, watch_timeout_seconds=WATCH_TIMEOUT_SECONDS)
     try:
         yield found
@@ -37,9 +55,14 @@ def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
         api.close()
 
 
-def _no_namespace_terminating(kubectl: Kubectl) -> bool:
-    phases = kubectl.run("get", "namespaces", "-o", "jsonpath={.items[*].status.phase}").stdout.split()
-    return "Terminating" not in phases
+@pytest.fixture
+def kube(dev_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
+    yield from _kube(dev_cluster.kubeconfig)
+
+
+@pytest.fixture
+def own_kube(own_cluster: cluster.DevCluster) -> Iterator[KubeCluster]:
+    yield from _kube(own_cluster.kubeconfig)
 
 
 def _read(kube: KubeCluster, namespace: str) -> list[kube_pods.PodInfo]:
@@ -47,15 +70,18 @@ def _read(kube: KubeCluster, namespace: str) -> list[kube_pods.PodInfo]:
 
 
 def test_pod_changes_are_read_from_the_watch_without_a_list(
-    kube: KubeCluster, kubectl: Kubectl, namespace: str
+    own_cluster: cluster.DevCluster, own_kube: KubeCluster
 ) -> None:
+    kube, kubectl, namespace = own_kube, own_cluster.kubectl, "watched"
+    kubectl.run("create", "namespace", namespace)
+    wait_until(
+        lambda: kubectl.run("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0,
+        what=f"ServiceAccount {namespace}/default",
+    )
     op.apply(kubectl, namespace, op.deployment("engine", replicas=2, role="decode"))
     wait_until(lambda: len(_read(kube, namespace)) == 2, what="2 pods in the cache")
     cache = kube.pod_cache(namespace)
     assert cache.lists == 1
-    # The API server counts requests cluster-wide: the namespace controller, deleting earlier tests' namespaces,
-    # lists their pods. Count from a moment none is being deleted.
-    wait_until(lambda: _no_namespace_terminating(kubectl), what="no namespace terminating", timeout_seconds=120)
     before = apiserver_metrics.request_counts(kubectl)
 
     first = _read(kube, namespace)[0].name
