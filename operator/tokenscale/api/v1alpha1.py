@@ -385,7 +385,7 @@ class TokenScalePolicySpec(_Model):
         gt=0,
         le=10,
         description="Low-water mark: restore when arriving prompt tokens/s stay below this times the Ready "
-        "prefill capacity (without converted pods) for restoreAfterTicks ticks.",
+        "prefill capacity (without converted pods) for restoreAfterTicks ticks; at most activateRatio.",
     )
     restore_after_ticks: int = Field(
         default=2, ge=1, le=100, description="Ticks the low-water mark must hold before restoring."

@@ -18,10 +18,11 @@ The mechanism is TokenScale's [paper]; every rule below is [reconstructed] (algo
   TPOT objective itself (hysteresis against τ), or λ has stayed below ``l · cap_P`` (converted capacity not
   counted: enough new prefillers are Ready) for ``restore_after_ticks`` ticks *and* the restore is stable:
   ``restore_stabilization_seconds`` S have passed since the later of the pod's conversion and the last tick with
-  ``λ > h · cap_P`` (conversion pressure). The demand λ holds the backlog, which the converted pods themselves
-  drain within a tick or two; without S the low-water mark held two ticks after nearly every conversion and the
-  backlog rebuilt moments later (docs/algorithms.md §4, "Flapping"). A pod converted at t is thus restored by the
-  low-water rule no earlier than ``t + S``: at most one convert/restore cycle per pod per S.
+  ``λ > h · cap_P`` (conversion pressure). TokenScale's λ here includes the prompt backlog over the tightest TTFT
+  objective, which the converted pods themselves drain within a tick or two; without S the low-water mark held two
+  ticks after nearly every conversion and the backlog rebuilt moments later (docs/algorithms.md §4, "Flapping").
+  A pod converted at t is thus restored by the low-water rule no earlier than ``t + S``: at most one
+  convert/restore cycle per pod per S.
 - ``l ≤ h`` (`tokenscale.core.settings.TokenScaleSettings`), so a low-water restore and a conversion never fall in
   one tick; a pod restored in a tick is never converted in it.
 
@@ -258,6 +259,7 @@ def plan_conversion(
                 )
             )
         if held:
+            # Held pods keep counting low-water ticks: each goes at the first tick its stabilisation has passed.
             shown = ", ".join(f"{name} {calm:.0f} s" for name, calm in held[:_MAX_NAMES_IN_REASON])
             found.append(
                 Reason(
