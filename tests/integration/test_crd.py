@@ -88,6 +88,11 @@ _BAD = [
     ),
     pytest.param(_with(prefill__replicas=3), 'unknown field "spec.prefill.replicas"', id="unknown-field"),
     pytest.param(
+        _with(policy__tokenscale={"activateRatio": 1.0, "deactivateRatio": 1.2}),
+        "deactivateRatio must be less than or equal to activateRatio",
+        id="low-water-above-high-water",
+    ),
+    pytest.param(
         _with(metrics__source="prometheus"), "source prometheus needs prometheusURL", id="prometheus-without-url"
     ),
     pytest.param(

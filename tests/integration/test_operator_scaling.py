@@ -26,6 +26,7 @@ BURST = EngineLoad(
     prompt_tokens_per_second=30_000.0, requests_per_second=30.0, waiting_growth_per_second=40.0, requests_waiting=5
 )
 STABILIZATION_SECONDS = 6
+RESTORE_STABILIZATION_SECONDS = 4
 
 
 def test_burst_converts_decoders_raises_prefill_then_both_unwind(
@@ -58,6 +59,12 @@ def test_burst_converts_decoders_raises_prefill_then_both_unwind(
                 decode_target=DECODE,
                 decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 3, "maxReplicas": 8},
                 behavior={"scaleInStabilizationSeconds": STABILIZATION_SECONDS},
+                policy={
+                    "tokenscale": {
+                        "demandWindowSeconds": 0,
+                        "restoreStabilizationSeconds": RESTORE_STABILIZATION_SECONDS,
+                    }
+                },
             ),
         )
         op.wait_ready(kubectl, namespace, SERVICE)
@@ -97,6 +104,9 @@ def test_burst_converts_decoders_raises_prefill_then_both_unwind(
         wait_until(
             lambda: op.converted_pods(kubectl, namespace, DECODE) == [], what="conversions restored", timeout_seconds=20
         )
+        restored_after = time.monotonic() - calm_at
+        # The burst pressed until the calm (a tick of slack): the restore waits the stabilisation from there.
+        assert restored_after >= RESTORE_STABILIZATION_SECONDS - 1, f"restored after {restored_after:.1f} s"
         restored = op.get(kubectl, namespace, "pod", converted[0])
         assert restored["metadata"]["labels"]["tokenscale.io/role"] == "decode"
         assert "tokenscale.io/converted-at" not in restored["metadata"].get("annotations", {})

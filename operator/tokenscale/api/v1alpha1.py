@@ -357,6 +357,15 @@ class SLOSpec(_Model):
 
 
 class TokenScalePolicySpec(_Model):
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            (
+                "!has(self.activateRatio) || !has(self.deactivateRatio) || self.deactivateRatio <= self.activateRatio",
+                "deactivateRatio must be less than or equal to activateRatio",
+            )
+        )
+    )
+
     convertible_decoders_max: int = Field(
         default=2,
         ge=0,
@@ -376,10 +385,18 @@ class TokenScalePolicySpec(_Model):
         gt=0,
         le=10,
         description="Low-water mark: restore when arriving prompt tokens/s stay below this times the Ready "
-        "prefill capacity (without converted pods) for restoreAfterTicks ticks.",
+        "prefill capacity (without converted pods) for restoreAfterTicks ticks; at most activateRatio.",
     )
     restore_after_ticks: int = Field(
         default=2, ge=1, le=100, description="Ticks the low-water mark must hold before restoring."
+    )
+    restore_stabilization_seconds: float = Field(
+        default=30,
+        ge=0,
+        le=86_400,
+        description="A converted pod is restored on the low-water mark only once this many seconds have passed "
+        "since the later of its conversion and the last tick above the high-water mark, so each pod goes through "
+        "at most one convert/restore cycle in this time; 0 restores as soon as the low-water mark has held.",
     )
     max_conversion_seconds: float = Field(
         default=300,
@@ -433,6 +450,12 @@ class TokenScalePolicySpec(_Model):
 
     def to_core(self) -> core_settings.TokenScaleSettings:
         return core_settings.TokenScaleSettings(**self.model_dump())
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> TokenScalePolicySpec:
+        if self.deactivate_ratio > self.activate_ratio:
+            raise ValueError("deactivateRatio must be less than or equal to activateRatio")
+        return self
 
 
 class HeteroScalePolicySpec(_Model):

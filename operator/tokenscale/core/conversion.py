@@ -16,7 +16,15 @@ The mechanism is TokenScale's [paper]; every rule below is [reconstructed] (algo
 - **Restore** a converted pod when (in this order) it has been converted ``max_conversion_seconds`` (it then
   rests as long before it may convert again), its decode step leaves no room for `MIN_CHUNK_TOKENS` within the
   TPOT objective itself (hysteresis against τ), or λ has stayed below ``l · cap_P`` (converted capacity not
-  counted: enough new prefillers are Ready) for ``restore_after_ticks`` ticks (then all are restored).
+  counted: enough new prefillers are Ready) for ``restore_after_ticks`` ticks *and* the restore is stable:
+  ``restore_stabilization_seconds`` S have passed since the later of the pod's conversion and the last tick with
+  ``λ > h · cap_P`` (conversion pressure). TokenScale's λ here includes the prompt backlog over the tightest TTFT
+  objective, which the converted pods themselves drain within a tick or two; without S the low-water mark held two
+  ticks after nearly every conversion and the backlog rebuilt moments later (docs/algorithms.md §4, "Flapping").
+  A pod converted at t is thus restored by the low-water rule no earlier than ``t + S``: at most one
+  convert/restore cycle per pod per S.
+- ``l ≤ h`` (`tokenscale.core.settings.TokenScaleSettings`), so a low-water restore and a conversion never fall in
+  one tick; a pod restored in a tick is never converted in it.
 
 A pod's conversion time is its ``converted_since_seconds`` (set by whoever flipped its label) or else the time
 this module first saw or made it converted.
@@ -45,6 +53,8 @@ __all__ = [
     "plan_conversion",
 ]
 
+_MAX_NAMES_IN_REASON = 3
+
 MIN_CHUNK_TOKENS = 16
 """The smallest prefill chunk worth a mixed step: one KV block (16 tokens in vLLM). A decoder converts only if its
 budget reaches it, and a converted one always prefills at least this much per step, so its prompts progress."""
@@ -52,9 +62,12 @@ budget reaches it, and a converted one always prefills at least this much per st
 
 @dataclass(frozen=True, slots=True)
 class ConversionState:
-    """Memory between ticks: low-water ticks in a row, conversion start times, pods resting after expiry."""
+    """Memory between ticks: low-water ticks in a row, the last tick with conversion pressure, conversion start
+    times, pods resting after expiry."""
 
     low_water_ticks: int = 0
+    pressure_seconds: float | None = None
+    """When arrivals last exceeded ``h · cap_P``; ``None``: not since this memory began."""
     converted_since: tuple[tuple[str, float], ...] = ()
     resting_since: tuple[tuple[str, float], ...] = ()
 
@@ -130,6 +143,12 @@ def _since(pod: PodView, remembered: dict[str, float], now_seconds: float) -> fl
     if pod.converted_since_seconds is not None:
         return pod.converted_since_seconds
     return remembered.get(pod.name, now_seconds)
+
+
+def _calm_seconds(*, since: float, pressure_seconds: float | None, now: float) -> float:
+    """Seconds since the later of a pod's conversion and the last conversion pressure."""
+    latest = since if pressure_seconds is None else max(since, pressure_seconds)
+    return now - latest
 
 
 def expired_conversions(*, settings: ScalingSettings, observation: Observation) -> tuple[str, ...]:
@@ -213,22 +232,46 @@ def plan_conversion(
                 )
             )
 
+    pressure = arriving_prompt_tokens_per_second > knobs.activate_ratio * ready_prefill_tokens_per_second
+    pressure_seconds = now if pressure else state.pressure_seconds
     low_water = arriving_prompt_tokens_per_second < knobs.deactivate_ratio * ready_prefill_tokens_per_second
     low_water_ticks = state.low_water_ticks + 1 if low_water and converted else 0
     if low_water_ticks >= knobs.restore_after_ticks:
-        newly = [p.name for p in converted if p.name not in restore]
-        if newly:
-            restore.extend(newly)
+        due: list[str] = []
+        held: list[tuple[str, float]] = []
+        for pod in converted:
+            if pod.name in restore:
+                continue
+            calm = _calm_seconds(since=_since(pod, remembered, now), pressure_seconds=pressure_seconds, now=now)
+            if calm >= knobs.restore_stabilization_seconds:
+                due.append(pod.name)
+            else:
+                held.append((pod.name, calm))
+        if due:
+            restore.extend(due)
             found.append(
                 Reason(
                     reasons.CONVERSION_LOW_WATER,
                     f"arrivals {arriving_prompt_tokens_per_second:.0f} tok/s below {knobs.deactivate_ratio:g} x "
                     f"Ready prefill capacity {ready_prefill_tokens_per_second:.0f} tok/s for {low_water_ticks} "
-                    "ticks",
+                    f"ticks: restoring {len(due)}",
                     Role.DECODE,
                 )
             )
-        low_water_ticks = 0
+        if held:
+            # Held pods keep counting low-water ticks: each goes at the first tick its stabilisation has passed.
+            shown = ", ".join(f"{name} {calm:.0f} s" for name, calm in held[:_MAX_NAMES_IN_REASON])
+            found.append(
+                Reason(
+                    reasons.CONVERSION_STABILIZED,
+                    f"low water for {low_water_ticks} ticks, but restoring waits until "
+                    f"{knobs.restore_stabilization_seconds:g} s have passed since the conversion or the last "
+                    f"conversion pressure ({shown})",
+                    Role.DECODE,
+                )
+            )
+        else:
+            low_water_ticks = 0
 
     restored = set(restore)
     remaining = [p for p in converted if p.name not in restored]
@@ -242,7 +285,7 @@ def plan_conversion(
         for p in remaining
     )
     convert: list[str] = []
-    if arriving_prompt_tokens_per_second > knobs.activate_ratio * ready_prefill_tokens_per_second:
+    if pressure:
         deficit = arriving_prompt_tokens_per_second - ready_prefill_tokens_per_second - converted_capacity
         slots = knobs.convertible_decoders_max - len(remaining)
         for pod in _candidates(observation.decode.pods, restored | set(resting)):
@@ -279,6 +322,7 @@ def plan_conversion(
     present = {p.name for p in observation.decode.pods}
     next_state = ConversionState(
         low_water_ticks=low_water_ticks,
+        pressure_seconds=pressure_seconds,
         converted_since=next_since,
         resting_since=tuple(sorted((n, t) for n, t in resting.items() if n in present)),
     )

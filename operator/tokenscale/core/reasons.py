@@ -14,6 +14,7 @@ __all__ = [
     "CONVERSION_EXPIRED",
     "CONVERSION_LOW_WATER",
     "CONVERSION_NOT_USED",
+    "CONVERSION_STABILIZED",
     "COOLDOWN_ACTIVE",
     "DECODE_THROUGHPUT",
     "DECODE_VELOCITY",
@@ -60,6 +61,9 @@ CONVERSION_CAPPED = "ConversionCapped"
 """Arrivals exceed Ready prefill plus converted capacity but no further decoder may convert."""
 CONVERSION_EXPIRED = "ConversionExpired"
 CONVERSION_LOW_WATER = "ConversionLowWater"
+CONVERSION_STABILIZED = "ConversionStabilized"
+"""The low-water mark holds, but a converted pod stays until the restore stabilisation has passed since its
+conversion and the last conversion pressure."""
 CONVERSION_BREAKS_TPOT = "ConversionBreaksTPOT"
 CONVERSION_NOT_USED = "ConversionNotUsed"
 """The policy does not convert decoders: converted pods go back to decoding."""

@@ -109,7 +109,11 @@ class TokenScaleSettings:
     - ``convertible_decoders_max``: most decode pods converted at once; 0 turns conversion off.
     - ``activate_ratio`` h: convert when arriving prompt tokens/s exceed h × Ready prefill capacity.
     - ``deactivate_ratio`` l: restore once arriving prompt tokens/s stay below l × Ready prefill capacity
-      (converted pods not counted) for ``restore_after_ticks`` ticks.
+      (converted pods not counted) for ``restore_after_ticks`` ticks. ``l ≤ h``: the band between them is the
+      hysteresis, and a tick can then never both restore on the low-water mark and convert.
+    - ``restore_stabilization_seconds`` S: the low-water restore of a pod also waits until S seconds have passed
+      since the later of its conversion and the last tick above the high-water mark (0: no wait), so a pod goes
+      through at most one convert/restore cycle per S.
     - ``max_conversion_seconds``: no pod stays converted longer.
     - ``prefill_chunk_tokens``: most prefill tokens a converted decoder adds to one decode step; ``None`` (the
       default): as many as keep the mixed step within τ × TPOT, up to the engine's token budget.
@@ -130,6 +134,7 @@ class TokenScaleSettings:
     activate_ratio: float = 1.0
     deactivate_ratio: float = 0.9
     restore_after_ticks: int = 2
+    restore_stabilization_seconds: float = 30.0
     max_conversion_seconds: float = 300.0
     prefill_chunk_tokens: int | None = None
     tpot_headroom_ratio: float = 0.8
@@ -139,6 +144,10 @@ class TokenScaleSettings:
     demand_window_seconds: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.deactivate_ratio > self.activate_ratio:
+            raise ValueError("deactivate_ratio must not exceed activate_ratio")
+        if self.restore_stabilization_seconds < 0:
+            raise ValueError("restore_stabilization_seconds must not be negative")
         if not 0.0 < self.demand_quantile <= 1.0:
             raise ValueError("demand_quantile must be in (0, 1]")
         if self.demand_window_seconds < 0:

@@ -80,6 +80,11 @@ def test_llm_d_preset_resolves_llm_d_role_label() -> None:
             id="custom-incomplete",
         ),
         pytest.param({"metrics": {"source": "prometheus"}}, "prometheusURL", id="prometheus-without-url"),
+        pytest.param(
+            {"policy": {"tokenscale": {"activateRatio": 1.0, "deactivateRatio": 1.2}}},
+            "deactivateRatio must be less than or equal to activateRatio",
+            id="low-water-above-high-water",
+        ),
         pytest.param({"replicas": 3}, "Extra inputs are not permitted", id="unknown-field"),
     ],
 )

@@ -237,13 +237,23 @@ async def test_burst_converts_a_decoder_and_raises_prefill_in_one_tick() -> None
 
 
 async def test_conversions_restore_and_prefill_scales_in_when_load_falls() -> None:
-    service = Service(_spec(decode=DECODE_MIN_3, behavior={"scaleInStabilizationSeconds": 3}), prefill=1, decode=3)
+    service = Service(
+        _spec(
+            decode=DECODE_MIN_3,
+            behavior={"scaleInStabilizationSeconds": 3},
+            policy={"tokenscale": {"demandWindowSeconds": 0, "restoreStabilizationSeconds": 5}},
+        ),
+        prefill=1,
+        decode=3,
+    )
     await service.tick(4)
     _burst(service)
     await service.tick(1)
     converted = {w[0] for w in service.cluster.pod_writes() if w[1].get(ROLE_KEY) == "converted"}
     _calm(service)
-    await service.tick(12)
+    await service.tick(4)  # converted 4 s ago: within the 5 s restore stabilisation
+    assert [w for w in service.cluster.pod_writes() if w[1].get(ROLE_KEY) == "decode"] == []
+    await service.tick(8)
     restores = [w for w in service.cluster.pod_writes() if w[1].get(ROLE_KEY) == "decode"]
     assert {w[0] for w in restores} == converted
     assert all(w[2][kube_pods.CONVERTED_AT_ANNOTATION] is None for w in restores)

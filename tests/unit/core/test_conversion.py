@@ -144,8 +144,9 @@ def test_conversion_time_without_timestamp_is_remembered() -> None:
 
 
 def test_low_water_restores_after_the_configured_ticks() -> None:
-    # 10k arriving < 0.9 x 20k Ready: the first tick counts, the second restores
-    decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=NOW - 10), pod("d1"))
+    # 10k arriving < 0.9 x 20k Ready: the first tick counts, the second restores (d0 converted 60 s ago, past the
+    # 30 s restore stabilisation)
+    decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=NOW - 60), pod("d1"))
     first, state = plan(decoders, 10_000)
     assert first.restore_pods == ()
     assert state.low_water_ticks == 1
@@ -224,3 +225,128 @@ def test_automatic_chunk_fills_the_headroom_up_to_the_engine_budget() -> None:
     got, _ = plan((pod("d0", running=0), pod("d1", running=650)), 200_000, settings=automatic)
     assert got.convert_pods == ("d0", "d1")
     assert got.converted_prefill_tokens_per_second == pytest.approx(50_000 + 6_250)
+
+
+@pytest.mark.parametrize(
+    ("converted_ago", "pressure_ago", "stabilization", "restored"),
+    [
+        pytest.param(29.0, None, 30.0, False, id="converted-29s-ago"),
+        pytest.param(30.0, None, 30.0, True, id="converted-30s-ago"),
+        pytest.param(60.0, 29.0, 30.0, False, id="pressure-29s-ago"),
+        pytest.param(60.0, 30.0, 30.0, True, id="pressure-30s-ago"),
+        pytest.param(60.0, 90.0, 30.0, True, id="pressure-before-the-conversion"),
+        pytest.param(2.0, 2.0, 0.0, True, id="no-stabilization"),
+    ],
+)
+def test_low_water_restore_waits_for_calm_since_conversion_and_pressure(
+    converted_ago: float, pressure_ago: float | None, stabilization: float, restored: bool
+) -> None:
+    # The second low-water tick: restored only once the later of the conversion and the last tick above the
+    # high-water mark lies `stabilization` seconds back.
+    settings = make_settings(tokenscale=dataclasses.replace(KNOBS, restore_stabilization_seconds=stabilization))
+    decoders = (pod("d0", serving=ServingRole.CONVERTED, converted_since=NOW - converted_ago),)
+    state = conversion.ConversionState(
+        low_water_ticks=1, pressure_seconds=None if pressure_ago is None else NOW - pressure_ago
+    )
+    got, after = plan(decoders, 10_000, state=state, settings=settings)
+    assert got.restore_pods == (("d0",) if restored else ())
+    codes = [r.code for r in got.reasons]
+    assert codes == ([reasons.CONVERSION_LOW_WATER] if restored else [reasons.CONVERSION_STABILIZED])
+    # a held pod keeps counting low-water ticks, so it goes once the stabilisation has passed
+    assert after.low_water_ticks == (0 if restored else 2)
+
+
+def test_pressure_tick_is_remembered_even_when_nothing_converts() -> None:
+    # 45k > 20k Ready with both decoders already converted (cap 2): no conversion, but the pressure counts
+    decoders = tuple(pod(f"d{i}", serving=ServingRole.CONVERTED, converted_since=NOW - 100) for i in range(2))
+    got, state = plan(decoders, 45_000, state=conversion.ConversionState(pressure_seconds=NOW - 50))
+    assert got.convert_pods == ()
+    assert state.pressure_seconds == NOW
+
+
+def _replay_demands(
+    demands: list[float], *, stabilization: float, decoders: int = 2
+) -> list[conversion.ConversionPlan]:
+    """One plan per 1 s tick against 20k Ready, each decoder's serving role following the plans so far."""
+    settings = make_settings(tokenscale=dataclasses.replace(KNOBS, restore_stabilization_seconds=stabilization))
+    since: dict[str, float] = {}
+    state = conversion.ConversionState()
+    plans = []
+    for tick, demand in enumerate(demands):
+        now = NOW + tick
+        pods = tuple(
+            pod(f"d{i}", serving=ServingRole.CONVERTED, converted_since=since[f"d{i}"])
+            if f"d{i}" in since
+            else pod(f"d{i}")
+            for i in range(decoders)
+        )
+        obs = observation(now=now, prefill=prefill_pods(2), decode=pods, signals=load(demand))
+        got, state = conversion.plan_conversion(
+            settings=settings,
+            observation=obs,
+            state=state,
+            arriving_prompt_tokens_per_second=demand,
+            ready_prefill_tokens_per_second=READY_CAPACITY,
+            enabled=True,
+        )
+        for name in got.restore_pods:
+            del since[name]
+        since.update(dict.fromkeys(got.convert_pods, now))
+        plans.append(got)
+    return plans
+
+
+# A backlog that one converted decoder drains: the demand (arrivals + backlog / T_obj) spikes to 45k against 20k
+# Ready every `period` ticks and reads 10k (arrivals alone, below the 18k low-water mark) in between: the pattern
+# the simulator showed on azure-conv (docs/algorithms.md §4, "Flapping").
+SPIKE, CALM = 45_000.0, 10_000.0
+
+
+@pytest.mark.parametrize(
+    ("period", "spikes"),
+    [
+        pytest.param(4, 10, id="spike-every-4s"),
+        pytest.param(12, 5, id="spike-every-12s"),
+        pytest.param(29, 3, id="spike-every-29s"),
+    ],
+)
+def test_recurring_backlog_spikes_flip_a_decoder_once_with_stabilization(period: int, spikes: int) -> None:
+    demands = ([SPIKE] + [CALM] * (period - 1)) * spikes + [CALM] * 40
+    last_spike = period * (spikes - 1)
+    flapping = _replay_demands(demands, stabilization=0.0)
+    stable = _replay_demands(demands, stabilization=30.0)
+    # Without stabilisation every spike converts and the second calm tick after it restores.
+    assert sum(len(p.convert_pods) for p in flapping) == spikes
+    assert sum(len(p.restore_pods) for p in flapping) == spikes
+    # With it the spikes, each within 30 s of the last, keep the one conversion; it is restored once, 30 s after
+    # the last spike.
+    converted = [(t, p.convert_pods) for t, p in enumerate(stable) if p.convert_pods]
+    restored = [(t, p.restore_pods) for t, p in enumerate(stable) if p.restore_pods]
+    assert converted == [(0, ("d0",))]
+    assert restored == [(last_spike + 30, ("d0",))]
+
+
+@pytest.mark.parametrize("stabilization", [pytest.param(0.0, id="none"), pytest.param(30.0, id="30s")])
+def test_no_tick_converts_and_restores_on_the_low_water_mark(stabilization: float) -> None:
+    # demand alternating around both marks at every phase: conversions and low-water restores never share a tick
+    demands = [SPIKE, CALM, CALM, SPIKE, CALM, 19_000.0, CALM, CALM, SPIKE, SPIKE, CALM] * 8 + [CALM] * 40
+    plans = _replay_demands(demands, stabilization=stabilization)
+    assert any(p.convert_pods for p in plans)
+    assert any(p.restore_pods for p in plans)
+    assert not any(p.convert_pods and p.restore_pods for p in plans)
+
+
+@pytest.mark.parametrize(
+    ("activate", "deactivate", "valid"),
+    [
+        pytest.param(1.0, 0.9, True, id="band-below"),
+        pytest.param(1.0, 1.0, True, id="no-band"),
+        pytest.param(1.0, 1.1, False, id="low-water-above-high-water"),
+    ],
+)
+def test_low_water_mark_may_not_exceed_the_high_water_mark(activate: float, deactivate: float, valid: bool) -> None:
+    if valid:
+        TokenScaleSettings(activate_ratio=activate, deactivate_ratio=deactivate)
+    else:
+        with pytest.raises(ValueError, match="deactivate_ratio"):
+            TokenScaleSettings(activate_ratio=activate, deactivate_ratio=deactivate)
