@@ -70,9 +70,11 @@ class Failure:
     message: str
 
 
-def _rfc3339(unix_seconds: float) -> str:
-    moment = datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.UTC).replace(microsecond=0)
-    return moment.isoformat().replace("+00:00", "Z")
+def _rfc3339(unix_seconds: float, *, timespec: str = "seconds") -> str:
+    """``unix_seconds`` as RFC 3339 in UTC, to whole seconds (Kubernetes' ``metav1.Time``, for conditions) or
+    finer (``timespec="milliseconds"``, for decisions: ticks can be under a second apart)."""
+    moment = datetime.datetime.fromtimestamp(unix_seconds, tz=datetime.UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _reason_code(decision: Decision) -> str:
@@ -349,7 +351,7 @@ class StatusBuilder:
         if decision.action is DecisionAction.NONE:
             return
         record = v1alpha1.DecisionRecord(
-            time=_rfc3339(self._now),
+            time=_rfc3339(self._now, timespec="milliseconds"),
             action=decision.action.value,
             prefill_replicas=decision.prefill_replicas,
             decode_replicas=decision.decode_replicas,

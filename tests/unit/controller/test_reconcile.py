@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import copy
 import itertools
 from collections.abc import Callable, Mapping
@@ -392,6 +394,19 @@ async def test_decision_history_records_a_repeated_hold_once() -> None:
     holds = [d for d in service.status["lastDecisions"] if d["action"] == "hold"]
     assert len(holds) == 1
     assert holds[0]["reason"] == "InputUnknown"
+
+
+async def test_decision_times_keep_milliseconds_and_condition_times_whole_seconds() -> None:
+    service = Service(_spec(), prefill=1, decode=1)
+    service.now += 0.25  # ticks land a quarter second past the second
+    for model in service.scraper.engines.values():
+        model.healthy = False
+    await service.tick(1)
+    decided = service.status["lastDecisions"][-1]["time"]
+    transition = service.status["conditions"][0]["lastTransitionTime"]
+    assert decided.endswith(".250Z"), decided
+    assert datetime.datetime.fromisoformat(decided.replace("Z", "+00:00")).timestamp() == service.now
+    assert transition.endswith(":21Z"), transition  # metav1.Time: whole seconds
 
 
 # -- when the status is written ------------------------------------------------------------------------------
