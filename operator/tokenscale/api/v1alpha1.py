@@ -856,7 +856,7 @@ class VelocityStatus(_Model):
 
 
 class DecisionRecord(_Model):
-    time: str = Field(description="RFC 3339 time of the decision, to the millisecond (ticks can be under a second apart).")
+    time: str = Field(description="RFC 3339 time of the decision, to the millisecond (ticks can be < 1 s apart).")
     action: str = Field(description="scale, convert, restore, hold or none.")
     prefill_replicas: int = Field(description="Prefill replicas decided.")
     decode_replicas: int = Field(description="Decode replicas decided.")

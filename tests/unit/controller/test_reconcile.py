@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import datetime
-
 import copy
+import datetime
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
