@@ -2,7 +2,7 @@
 
 `Scraper` holds the process-wide pieces: the transport (`tokenscale.metrics.transport.KeptConnections`: httpcore
 HTTP/1.1 connections, one kept alive per pod endpoint; no cookies, no redirects, no proxies from the
-environment), a semaphore bounding concurrent scrapes, the memoising `SeriesParser`, and each pod endpoint's
+environment), a semaphore bounding concurrent scrapes, the memoising `SampleReader`, and each pod endpoint's
 request, built once (URL parsed and escaped by httpx, headers fixed). It sends through httpcore rather than an
 `httpx.AsyncClient`: the client's per-request work (request and response models, header merging, cookie
 extraction, auth and redirect hooks) is about 0.1 ms of CPU per scrape, and the scraper uses none of it
@@ -24,7 +24,7 @@ Per pod, in order:
 3. status 200 and no content coding, else ``HTTPStatus`` / ``ParseError``; a ``Content-Length`` over the
    cap, or a body that grows past it while streaming, stops the read (``TooLarge``), so memory per pod is
    bounded by the cap plus one network read;
-4. the body is parsed with the preset (`tokenscale.metrics.engines`); the sample is stamped with the
+4. the body is read with the preset (`tokenscale.metrics.reader`); the sample is stamped with the
    injected clock when the response headers arrived (the server renders the whole exposition before it
    sends them, so that is the instant the counters were read).
 """
@@ -43,8 +43,9 @@ import httpx
 
 import tokenscale
 from tokenscale.core.types import EngineSample
-from tokenscale.metrics.engines.preset import EnginePreset, NoMatchingFamilyError, sample_from_series
-from tokenscale.metrics.exposition import ExpositionError, SeriesParser
+from tokenscale.metrics.engines.preset import EnginePreset, NoMatchingFamilyError
+from tokenscale.metrics.exposition import ExpositionError
+from tokenscale.metrics.reader import SampleReader
 from tokenscale.metrics.source import Clock, PodTarget, SampleOrUnknown, Unknown, UnknownReason
 from tokenscale.metrics.transport import KeptConnections, Transport
 
@@ -101,7 +102,7 @@ class Scraper:
         self._settings = settings
         self._clock = clock
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
-        self._parser = SeriesParser()
+        self._reader = SampleReader()
         self._transport = transport or KeptConnections(max_origins=settings.max_origins)
         # What each (pod IP, endpoint) resolves to, worked out once: the request to send (URL parsed and
         # escaped, headers built), or why the IP may not be dialled. Bounded like the transport's origins.
@@ -190,9 +191,8 @@ class Scraper:
             await response.aclose()
         text = b"".join(chunks).decode("utf-8", errors="replace")
         try:
-            series = self._parser.parse(text, endpoint.preset.series_filter)
-            return sample_from_series(
-                endpoint.preset, series, timestamp_seconds=timestamp_seconds, model_name=endpoint.model_name
+            return self._reader.read(
+                endpoint.preset, text, timestamp_seconds=timestamp_seconds, model_name=endpoint.model_name, source=url
             )
         except NoMatchingFamilyError as error:
             return Unknown(timestamp_seconds, UnknownReason.NO_MATCHING_FAMILY, f"{url}: {error}")
