@@ -225,11 +225,10 @@ class LayoutPlan:
                 if histogram is not None:
                     fields[field] = histogram
                     break
+        # Every check the generic path makes before its derived fields has passed, so a derived field that raises
+        # here raises the same in the generic path.
         for derived in self.derived:
-            try:
-                value = derived.value(values, self.preset.copy_labels)
-            except Exception:  # the generic path raises it (or an earlier error) with its own message
-                return None
+            value = derived.value(values, self.preset.copy_labels)
             if value is not None:
                 fields[derived.spec.field] = value
         if not fields:
