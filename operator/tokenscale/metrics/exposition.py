@@ -14,6 +14,12 @@ Parsing (`SeriesParser.parse`) has two stages:
    The value is read the same way whether memoised or not: `float` on the rest of the line when it is one
    number without digit-group underscores (the usual line), else `parse_number` on each token.
 
+This parse and the aggregation below are the *generic path*, the reference semantics. The scraper reads
+through `tokenscale.metrics.reader.SampleReader`, which for a layout it has seen before (the same series texts
+in the same order, as every pod of a deployment exposes) reads only the values, by position, with a plan
+compiled once (`tokenscale.metrics.layout`), and falls back to this path for anything unusual: its samples and
+errors are this path's.
+
 Aggregation (`sum_values`, `fraction_value`, `shared_value`, `histogram_from_series`) turns the series of
 one name into one pod-level number, collapsing the label sets the engine splits its view into:
 
