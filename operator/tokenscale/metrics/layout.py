@@ -266,7 +266,7 @@ def _compile(
 ) -> LayoutPlan | None:
     names = preset.series_filter.names
     kept_lines = tuple(line for line, sid in enumerate(ids) if sid.name in names)
-    if len({heads[line] for line in kept_lines}) != len(kept_lines):  # a duplicate series
+    if not kept_lines or len({heads[line] for line in kept_lines}) != len(kept_lines):  # none, or a duplicate
         return None
     kept_ids = [ids[line] for line in kept_lines]
     by_name: dict[str, list[int]] = {}
@@ -318,7 +318,7 @@ def _compile(
         for spec in preset.derived
     )
     complete = any(attempt.complete for _, attempts in histograms for attempt in attempts)
-    if not (scalars or lone or complete or derived):
+    if not (scalars or lone or complete or any(field.series for field in derived)):
         return None  # nothing to read: the generic path says so
     return LayoutPlan(
         preset=preset,

@@ -161,6 +161,14 @@ LAYOUTS = [
     pytest.param("vllm", None, _duplicated(), id="duplicate-series"),
     pytest.param("vllm", None, _disagreeing_bounds(), id="disagreeing-bounds"),
     pytest.param("vllm", None, _unlabelled(), id="unlabelled-line"),
+    pytest.param("vllm", None, f"vllm:prompt_tokens_total_created{{{VLLM_LABELS}}} 1.7e9", id="only-dropped-names"),
+    pytest.param(
+        "vllm",
+        None,
+        f'vllm:inter_token_latency_seconds_bucket{{{VLLM_LABELS},le="0.01"}} 4\n'
+        f"vllm:inter_token_latency_seconds_sum{{{VLLM_LABELS}}} 0.02",
+        id="only-an-incomplete-histogram",
+    ),
 ]
 
 _VALUE = re.compile(r"^([^#\n][^\n]*?(?:\}|\S(?=[ \t])))([ \t][^\n}]*)$")
