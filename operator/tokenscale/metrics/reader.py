@@ -7,9 +7,10 @@ layout. A read takes the first of these that applies:
 1. **Skeleton.** Once two scrapes of a layout had the same text apart from the values after each ``}`` (the
    *skeleton*: comments, series texts, the lines of other families; `re.split` at the value runs), a source
    whose last text matched it splits the new text the same way and, if the skeleton is unchanged, hands the
-   plan the kept lines' value runs. Equal skeletons mean equal candidate lines: a family name and a series
-   text end before the last ``}`` of their line, so only values differ. The split scans the whole text, so it
-   is used only where the text holds at most twice as many value runs as candidate lines (a ``name[]``
+   plan the kept lines' value runs. Equal skeletons mean equal candidate lines: a line is a candidate by its
+   first characters, before any ``}``, and its series text ends at its last ``}``, so only the values differ
+   (a layout whose series texts hold a ``}`` of their own gets no skeleton). The split scans the whole text, so
+   it is used only where the text holds at most twice as many value runs as candidate lines (a ``name[]``
    answer, not a whole exposition with the API server's own families).
 2. **Layout.** The family filter's split (`SeriesFilter.split_candidate_lines`); its heads (the series texts)
    are the layout, looked up among the layouts seen (compiled on first sight, `compile_plan`), and the plan
@@ -192,7 +193,9 @@ class SampleReader:
         """Compare this text's skeleton with the last probe's; make the layout's skeleton when they agree."""
         parts = _VALUE_RUNS.split(text)
         pieces = parts[0::2]
-        if len(pieces) - 1 > _MAX_RUNS_PER_LINE * len(lines):
+        # A "}" inside a series text (in a label value) starts a run that is part of the series: equal skeletons
+        # would no longer mean equal series.
+        if len(pieces) - 1 > _MAX_RUNS_PER_LINE * len(lines) or any("}" in head[:-1] for head in layout.heads):
             layout.probes_left = 0
             return
         if pieces != layout.probe:
