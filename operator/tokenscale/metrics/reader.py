@@ -59,8 +59,8 @@ class ReaderStats(NamedTuple):
 class _Skeleton:
     pieces: list[str]
     """The text between value runs (a list, to compare with a fresh split's slice)."""
-    kept: Picker
-    """The kept lines' value runs among all the text's value runs."""
+    kept: Picker | None
+    """The kept lines' value runs among all the text's value runs (None: all of them, in order)."""
     fixed_chars: int
     """The text's length less its value runs."""
 
@@ -162,7 +162,8 @@ class SampleReader:
         assert plan is not None  # a skeleton is only made for a layout with a plan
         limit = plan.max_value_chars
         if len(text) - skeleton.fixed_chars <= limit or max(map(len, runs)) <= limit:
-            sample = plan.sample(skeleton.kept(runs), timestamp_seconds=timestamp_seconds)
+            texts = runs if skeleton.kept is None else skeleton.kept(runs)
+            sample = plan.sample(texts, timestamp_seconds=timestamp_seconds)
             if sample is not None:
                 self._stats[1] += 1
                 return sample
@@ -208,7 +209,8 @@ class SampleReader:
         runs = parts[1::2]
         line_runs = _candidate_runs(layout.plan.preset, text, pieces, runs, lines)
         if line_runs is not None:
-            kept = picker(tuple(line_runs[line] for line in layout.plan.kept_lines))
+            kept_runs = tuple(line_runs[line] for line in layout.plan.kept_lines)
+            kept = None if kept_runs == tuple(range(len(runs))) else picker(kept_runs)
             layout.skeleton = _Skeleton(pieces, kept, len(text) - sum(map(len, runs)))
 
 
