@@ -8,8 +8,7 @@ whole text, the same parser on the family-filtered lines, and the memoised path 
 exposition and on what vLLM sends for the preset's ``name[]`` query. The endpoints answer that query as vLLM's
 prometheus_client does (`benchmarks.restricted_exposition`). Ablations, interleaved with the default so that
 the shared machine's load moves them alike, show what the query saves (the same preset without it: an engine
-that ignores the query), split the scrape into HTTP and parse, and show what each transport choice
-(`tokenscale.metrics.transport`) saves.
+that ignores the query) and split the scrape into HTTP and parse.
 
 `bench_layouts` compares, per payload (the operator benchmark's vLLM pod, the ~50 KB payload, the upstream
 fixtures of each engine), the generic parse + normalise with `SampleReader` (a plan per layout), as the scraper
@@ -31,7 +30,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpcore
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks import bench_operator
@@ -41,11 +39,9 @@ from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
 from tokenscale.metrics.engines.preset import EnginePreset, ScalarField, sample_from_series
 from tokenscale.metrics.exposition import SeriesParser
-from tokenscale.metrics.network import AsyncioBackend
 from tokenscale.metrics.reader import SampleReader
 from tokenscale.metrics.scraper import Endpoint, Scraper, ScrapeSettings
 from tokenscale.metrics.source import PodTarget, UnknownReason
-from tokenscale.metrics.transport import KeptConnections, Transport
 
 PODS = 500
 ROUNDS = 8
@@ -198,71 +194,31 @@ async def bench_scrape(port: int, addresses: list[str]) -> None:
         cold_cpu, _ = await _scrape_rounds(scraper, pods, endpoint, 1)
         cpu, wall = await _scrape_rounds(scraper, pods, endpoint, ROUNDS)
     scraped = ROUNDS * count
-    print(f"scrape + parse, {count} loopback endpoints, one kept-alive httpcore connection per pod, name[] query:")
+    print(f"scrape + parse, {count} loopback endpoints, one kept-alive aiohttp connection per pod, name[] query:")
     print(f"  first round (connect, memo fill)  {cold_cpu / count * 1e6:8.0f} µs CPU per pod")
     print(f"  steady state, {ROUNDS} rounds           {cpu / scraped * 1e6:8.0f} µs CPU per pod")
     print(f"  pods per CPU-second (one core)    {scraped / cpu:8.0f} pods/s")
     print(f"  wall-clock throughput             {scraped / wall:8.0f} pods/s (server shares the machine)")
 
-    # Ablations: transports that differ from the default in one respect each. They run interleaved with the
-    # default, two rounds at a time, so that the shared machine's load moves them alike; best of four.
-    # The first three share their connections and differ only in the preset: the query, then the parse.
-    kept = KeptConnections()
-    variants: list[tuple[str, list[PodTarget], Transport, Endpoint]] = [
-        ("default (KeptConnections, name[])", pods, kept, endpoint),
-        ("no name[] query (whole exposition)", pods, kept, Endpoint(preset=WHOLE, port=port)),
-        ("no parse (whole exposition)", pods, kept, Endpoint(preset=NOTHING, port=port)),
-        (
-            "httpcore's anyio network backend",
-            pods,
-            KeptConnections(network_backend=httpcore.AnyIOBackend()),
-            endpoint,
-        ),
-        ("an httpcore pool per pod", pods, PoolPerOrigin(), endpoint),
-        # httpcore's pool walks all its connections, and for each idle one all of them again, on every request:
-        # O(connections²), so 100 pods (not 500) keep this row short.
-        (
-            "one httpcore pool, 100 pods",
-            pods[:100],
-            httpcore.AsyncConnectionPool(max_connections=100, network_backend=AsyncioBackend()),
-            endpoint,
-        ),
+    # Ablations: presets that differ from the default in one respect each, on the same scraper (the same kept
+    # connections). They run interleaved with the default, two rounds at a time, so that the shared machine's
+    # load moves them alike; best of four. The query, then the parse.
+    variants: list[tuple[str, Endpoint]] = [
+        ("default (name[] query)", endpoint),
+        ("no name[] query (whole exposition)", Endpoint(preset=WHOLE, port=port)),
+        ("no parse (whole exposition)", Endpoint(preset=NOTHING, port=port)),
     ]
-    scrapers = [Scraper(settings, transport=transport) for _, _, transport, _ in variants]
     best = [float("inf")] * len(variants)
-    try:
-        for ablated, (_, subset, _, used) in zip(scrapers, variants, strict=True):
-            await _scrape_rounds(ablated, subset, used, 1)
+    async with Scraper(settings) as scraper:
+        for _, used in variants:
+            await _scrape_rounds(scraper, pods, used, 1)
         for _ in range(4):
-            for index, (ablated, (_, subset, _, used)) in enumerate(zip(scrapers, variants, strict=True)):
-                ablated_cpu, _ = await _scrape_rounds(ablated, subset, used, 2)
-                best[index] = min(best[index], ablated_cpu / (2 * len(subset)))
-    finally:
-        for ablated in scrapers:
-            await ablated.aclose()
+            for index, (_, used) in enumerate(variants):
+                ablated_cpu, _ = await _scrape_rounds(scraper, pods, used, 2)
+                best[index] = min(best[index], ablated_cpu / (2 * count))
     print("ablations, interleaved (best of 4 x 2 rounds):")
-    for (label, _, _, _), cpu_per_pod in zip(variants, best, strict=True):
+    for (label, _), cpu_per_pod in zip(variants, best, strict=True):
         print(f"  {label:<34} {cpu_per_pod * 1e6:8.0f} µs CPU per pod")
-
-
-class PoolPerOrigin:
-    """The transport before `KeptConnections`: one small httpcore pool per origin, on the same asyncio backend."""
-
-    def __init__(self) -> None:
-        self._pools: dict[bytes, httpcore.AsyncConnectionPool] = {}
-        self._backend = AsyncioBackend()
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        pool = self._pools.get(request.url.host)
-        if pool is None:
-            pool = self._pools[request.url.host] = httpcore.AsyncConnectionPool(
-                max_connections=2, keepalive_expiry=60.0, network_backend=self._backend
-            )
-        return await pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for pool in self._pools.values():
-            await pool.aclose()
 
 
 def main() -> None:

@@ -4,9 +4,9 @@ server on its own 127.1.x.y pod IP and the spec's metrics port, with counters th
 The test sets a load per workload (the pods' ``app`` label): token and request rates, queue and running
 requests are totals for the workload, shared evenly by its pods (so scaling out spreads the same load, as a
 router would); KV usage is per pod. Each pod's counters advance at its share in real time, so the operator's
-rate windows see exactly those rates. A workload can also fail (HTTP 503): a metrics outage. The fleet polls
-the pods of its namespace and starts or stops servers as pods come and go (pod IPs are recycled, so a gone
-pod's listener is closed).
+rate windows see exactly those rates. A workload can also fail (HTTP 503): a metrics outage; or hang (each
+request held unanswered until the test lets it go): a stalled engine. The fleet polls the pods of its namespace
+and starts or stops servers as pods come and go (pod IPs are recycled, so a gone pod's listener is closed).
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from tokenscale.kube import pods as kube_pods
 
 MODEL_NAME = "meta-llama/Llama-3.1-8B-Instruct"
 APP_LABEL = "app"
+_STALL_POLL_SECONDS = 0.02
+"""How often a stalled engine's held request checks whether it may answer."""
 
 # vLLM V1's bucket bounds (vllm/v1/metrics/loggers.py).
 TTFT_BUCKETS = (
@@ -102,6 +104,9 @@ class EngineLoad:
     kv_cache_capacity_tokens: int = 500_000
     healthy: bool = True
     """False: /metrics answers 503 (a metrics outage)."""
+    stalled: bool = False
+    """True: /metrics accepts each request and answers nothing until this is False again (a hung engine); the
+    held request is then answered as usual."""
 
     def share(self, pods: int) -> EngineLoad:
         """One pod's part of the workload's load when ``pods`` pods share it."""
@@ -155,6 +160,8 @@ class _Engine(Collector):
         self.itl = _Histogram(ITL_BUCKETS)
         self.prompt_lengths = _Histogram(LENGTH_BUCKETS)
         self.generation_lengths = _Histogram(LENGTH_BUCKETS)
+        self.closed = threading.Event()
+        """Set when the engine's server shuts down: a held (stalled) request is let go."""
 
     def set_load(self, load: EngineLoad, *, reset_waiting: bool) -> None:
         with self._lock:
@@ -228,6 +235,8 @@ def _server(address: str, port: int, engine: _Engine) -> ThreadingHTTPServer:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            while engine.load.stalled and not engine.closed.wait(_STALL_POLL_SECONDS):
+                pass
             if not engine.load.healthy:
                 self.send_error(503, "engine unavailable")
                 return
@@ -322,6 +331,7 @@ class FakeEngineFleet:
 
     @staticmethod
     def _shutdown(running: _Running) -> None:
+        running.engine.closed.set()
         running.server.shutdown()
         running.server.server_close()
         running.thread.join(timeout=5)

@@ -162,10 +162,12 @@ class _Startup:
         pod_range: podranges.PodRangeClaim,
         die_with_parent: bool,
         timeout_seconds: float,
+        extra_args: Mapping[str, Sequence[str]],
     ) -> None:
         self.layout = layout
         self.binaries = binaries
         self.pod_range = pod_range
+        self.extra_args = extra_args
         self.die_with_parent = die_with_parent
         self.started = time.monotonic()
         self.deadline = self.started + timeout_seconds
@@ -234,6 +236,7 @@ def start_cluster(
     die_with_parent: bool = False,
     timeout_seconds: float = 180.0,
     pod_range_claims_dir: Path | None = None,
+    extra_args: Mapping[str, Sequence[str]] | None = None,
 ) -> DevCluster:
     """Start a cluster in ``home`` with ``fake_nodes`` and return once it is Ready.
 
@@ -243,7 +246,8 @@ def start_cluster(
     or stop holds the home, `BinariesMissingError` (from `locate_binaries`) if the binaries are not built,
     ValueError if a node's InternalIP is inside the claimed pod range, and `ClusterStartError` if every pod range
     is taken or, with the failing component's log, if it does not become Ready in ``timeout_seconds``. With
-    ``die_with_parent`` the processes end with the calling thread (test sessions).
+    ``die_with_parent`` the processes end with the calling thread (test sessions). ``extra_args`` adds flags to
+    the named components' command lines (`components.component_argvs`), e.g. a test's API server settings.
     """
     if not fake_nodes:
         raise ValueError("a cluster needs at least one fake node")
@@ -277,6 +281,7 @@ def start_cluster(
             pod_range=pod_range,
             die_with_parent=die_with_parent,
             timeout_seconds=timeout_seconds,
+            extra_args=extra_args or {},
         )
         try:
             nodes.check_outside_pod_range(fake_nodes, pod_cidr=pod_range.pod_cidr)
@@ -311,7 +316,12 @@ def _start(startup: _Startup, *, fake_nodes: Sequence[nodes.FakeNode]) -> Cluste
     )
     components.write_kwok_config(layout)
     argvs = components.component_argvs(
-        binaries=startup.binaries, layout=layout, certs=certs, ports=ports, pod_cidr=startup.pod_range.pod_cidr
+        binaries=startup.binaries,
+        layout=layout,
+        certs=certs,
+        ports=ports,
+        pod_cidr=startup.pod_range.pod_cidr,
+        extra_args=startup.extra_args,
     )
     startup.mark("pki")
 

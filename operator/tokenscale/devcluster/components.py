@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import os
 import socket
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -77,15 +78,25 @@ def free_ports() -> Ports:
 
 
 def component_argvs(
-    *, binaries: Binaries, layout: ClusterLayout, certs: pki.Pki, ports: Ports, pod_cidr: str
+    *,
+    binaries: Binaries,
+    layout: ClusterLayout,
+    certs: pki.Pki,
+    ports: Ports,
+    pod_cidr: str,
+    extra_args: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[str]]:
     """The command line of every component, keyed by name in start order. Every listener is on 127.0.0.1; kwok
-    hands out pod IPs from ``pod_cidr``."""
+    hands out pod IPs from ``pod_cidr``. ``extra_args`` are appended to the command line of the component they
+    are keyed by (a later flag overrides an earlier one in every component); an unknown name is a ValueError."""
+    unknown = sorted(set(extra_args or {}) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"extra arguments for unknown components {unknown}; the components are {COMPONENTS}")
     serving = [f"--tls-cert-file={certs.serving_cert}", f"--tls-private-key-file={certs.serving_key}"]
     etcd_client = f"http://127.0.0.1:{ports.etcd_client}"
     etcd_peer = f"http://127.0.0.1:{ports.etcd_peer}"
     kubeconfig_flag = f"--kubeconfig={layout.kubeconfig}"
-    return {
+    argvs = {
         "etcd": [
             str(binaries.path("etcd")),
             "--name=node0",
@@ -159,6 +170,9 @@ def component_argvs(
             *serving,
         ],
     }
+    for name, args in (extra_args or {}).items():
+        argvs[name].extend(args)
+    return argvs
 
 
 def component_env(layout: ClusterLayout, component: str) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,14 @@ _POD_CIDR = "127.16.0.0/16"  # a range other than the default, as a cluster gets
 _IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
 
-def _argvs(tmp_path: Path) -> dict[str, list[str]]:
+def _argvs(tmp_path: Path, *, extra_args: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
     return components.component_argvs(
         binaries=Binaries(tmp_path / "bin"),
         layout=layout.ClusterLayout(tmp_path / "home"),
         certs=pki.Pki.at(tmp_path / "pki"),
         ports=_PORTS,
         pod_cidr=_POD_CIDR,
+        extra_args=extra_args,
     )
 
 
@@ -68,3 +70,21 @@ def test_apiserver_authorizes_with_rbac_and_writes_no_loopback_endpoints(tmp_pat
 def test_etcd_peer_url_is_explicit_so_clusters_side_by_side_do_not_collide(tmp_path: Path) -> None:
     etcd = _argvs(tmp_path)["etcd"]
     assert _flag(etcd, "listen-peer-urls") == f"http://127.0.0.1:{_PORTS.etcd_peer}"
+
+
+@pytest.mark.parametrize("component", [pytest.param(name, id=name) for name in components.COMPONENTS])
+def test_extra_args_end_the_named_components_command_line_only(tmp_path: Path, component: str) -> None:
+    plain = _argvs(tmp_path)
+    extra = ("--v=4", "--another=flag")
+
+    argvs = _argvs(tmp_path, extra_args={component: extra})
+
+    assert argvs[component] == [*plain[component], *extra]
+    assert {name: argv for name, argv in argvs.items() if name != component} == {
+        name: argv for name, argv in plain.items() if name != component
+    }
+
+
+def test_extra_args_for_an_unknown_component_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="kube-proxy"):
+        _argvs(tmp_path, extra_args={"kube-proxy": ("--v=4",)})

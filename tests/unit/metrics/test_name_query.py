@@ -7,18 +7,17 @@ from __future__ import annotations
 import dataclasses
 import io
 import ipaddress
-from collections.abc import Callable
 
-import httpcore
 import pytest
 from benchmarks.restricted_exposition import NamelessTextCollector, TextCollector, requested_names
 from benchmarks.vllm_payload import vllm_exposition
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.registry import Collector
-from tests.unit.metrics.fakes import MockTransport, response
+from tests.unit.metrics.fakes import Handler, Request, StartEngines, response
 
 from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
+from tokenscale.metrics.engines.preset import EnginePreset
 from tokenscale.metrics.scraper import Endpoint, Scraper, ScrapeSettings
 from tokenscale.metrics.source import PodTarget, Unknown, UnknownReason
 
@@ -27,7 +26,6 @@ WHOLE = dataclasses.replace(VLLM, name_query=False)
 """The vLLM preset reading the whole exposition: the reference every filtered scrape must equal."""
 TEXT = vllm_exposition()  # vLLM's families plus the API server's HTTP and process metrics (noise)
 POD = PodTarget("pod", "127.0.0.2")
-Handler = Callable[[httpcore.Request], httpcore.Response]
 
 
 def prometheus_app(collector: Collector) -> Handler:
@@ -37,8 +35,8 @@ def prometheus_app(collector: Collector) -> Handler:
     registry.register(collector)
     app = make_wsgi_app(registry)
 
-    def handle(request: httpcore.Request) -> httpcore.Response:
-        path, _, query = request.url.target.decode("ascii").partition("?")
+    def handle(request: Request) -> bytes:
+        path, _, query = request.target.partition("?")
         environ = {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,
@@ -58,29 +56,36 @@ def prometheus_app(collector: Collector) -> Handler:
     return handle
 
 
-def refusing_queries(request: httpcore.Request) -> httpcore.Response:
+def refusing_queries(request: Request) -> bytes:
     """A server (or proxy) that answers 400 to any query string."""
-    if b"?" in request.url.target:
+    if "?" in request.target:
         return response(400)
     return response(200, TEXT.encode())
 
 
-def ignoring_queries(request: httpcore.Request) -> httpcore.Response:
+def ignoring_queries(request: Request) -> bytes:
     return response(200, TEXT.encode())
 
 
-async def scrape_twice(handler: Handler, endpoint: Endpoint) -> tuple[list[EngineSample | Unknown], list[list[str]]]:
-    """Two scrapes of one pod: the answers, and the targets requested in each."""
+async def scrape_twice(
+    start_engines: StartEngines, handler: Handler, preset: EnginePreset
+) -> tuple[list[EngineSample | Unknown], list[list[str]]]:
+    """Two scrapes of one pod by the preset: the answers, and the targets requested in each."""
     targets: list[str] = []
 
-    def recording(request: httpcore.Request) -> httpcore.Response:
-        targets.append(request.url.target.decode("ascii"))
-        return handler(request)
+    def recording(request: Request) -> bytes:
+        targets.append(request.target)
+        reply = handler(request)
+        assert isinstance(reply, bytes)
+        return reply
+
+    engines = await start_engines(recording)
+    endpoint = Endpoint(preset=preset, port=engines.port)
 
     settings = ScrapeSettings(allowed_networks=(ipaddress.ip_network("127.0.0.0/8"),))
     answers: list[EngineSample | Unknown] = []
     per_scrape: list[list[str]] = []
-    async with Scraper(settings, clock=lambda: 1.0, transport=MockTransport(recording)) as scraper:
+    async with Scraper(settings, clock=lambda: 1.0) as scraper:
         for _ in range(2):
             answers.append((await scraper.scrape([POD], endpoint))[POD.name])
             per_scrape.append(targets.copy())
@@ -104,10 +109,10 @@ def filtered(target: str) -> bool:
     ],
 )
 async def test_filtered_scrape_reads_the_sample_of_the_whole_exposition(
-    handler: Handler, first_scrape: list[bool], second_scrape: list[bool]
+    start_engines: StartEngines, handler: Handler, first_scrape: list[bool], second_scrape: list[bool]
 ) -> None:
-    reference, _ = await scrape_twice(handler, Endpoint(preset=WHOLE))
-    answers, requests = await scrape_twice(handler, Endpoint(preset=VLLM))
+    reference, _ = await scrape_twice(start_engines, handler, WHOLE)
+    answers, requests = await scrape_twice(start_engines, handler, VLLM)
     assert isinstance(reference[0], EngineSample)
     assert reference[0].time_to_first_token_seconds is not None  # histograms and derived fields are compared too
     assert reference[0].kv_cache_capacity_tokens is not None
@@ -115,8 +120,8 @@ async def test_filtered_scrape_reads_the_sample_of_the_whole_exposition(
     assert [[filtered(t) for t in scrape] for scrape in requests] == [first_scrape, second_scrape]
 
 
-async def test_the_query_names_exactly_the_samples_the_preset_reads() -> None:
-    _, requests = await scrape_twice(ignoring_queries, Endpoint(preset=VLLM))
+async def test_the_query_names_exactly_the_samples_the_preset_reads(start_engines: StartEngines) -> None:
+    _, requests = await scrape_twice(start_engines, ignoring_queries, VLLM)
     names = requested_names(requests[0][0])
     assert names is not None
     assert sorted(names) == sorted(VLLM.series_filter.names)
@@ -124,16 +129,20 @@ async def test_the_query_names_exactly_the_samples_the_preset_reads() -> None:
     assert requests[0][0].startswith("/metrics?")
 
 
-async def test_a_prometheus_app_honouring_the_query_sends_a_fraction_of_the_exposition() -> None:
+async def test_a_prometheus_app_honouring_the_query_sends_a_fraction_of_the_exposition(
+    start_engines: StartEngines,
+) -> None:
     sizes: dict[bool, int] = {}
     app = prometheus_app(TextCollector(TEXT))
 
-    def measuring(request: httpcore.Request) -> httpcore.Response:
-        sizes[filtered(request.url.target.decode("ascii"))] = len(app(request).read())
-        return app(request)
+    def measuring(request: Request) -> bytes:
+        answer = app(request)
+        assert isinstance(answer, bytes)
+        sizes[filtered(request.target)] = len(answer)
+        return answer
 
-    await scrape_twice(measuring, Endpoint(preset=VLLM))
-    await scrape_twice(measuring, Endpoint(preset=WHOLE))
+    await scrape_twice(start_engines, measuring, VLLM)
+    await scrape_twice(start_engines, measuring, WHOLE)
     assert sizes[True] < sizes[False] / 3
 
 
@@ -145,14 +154,14 @@ async def test_a_prometheus_app_honouring_the_query_sends_a_fraction_of_the_expo
     ],
 )
 async def test_a_pod_failing_both_ways_keeps_being_asked_with_the_query(
-    handler: Handler, reason: UnknownReason
+    start_engines: StartEngines, handler: Handler, reason: UnknownReason
 ) -> None:
-    answers, requests = await scrape_twice(handler, Endpoint(preset=VLLM))
+    answers, requests = await scrape_twice(start_engines, handler, VLLM)
     assert all(isinstance(a, Unknown) and a.reason == reason for a in answers), answers
     assert [[filtered(t) for t in scrape] for scrape in requests] == [[True, False], [True, False]]
 
 
 @pytest.mark.parametrize("engine", [pytest.param("sglang", id="sglang"), pytest.param("trtllm", id="trtllm")])
-async def test_presets_without_the_query_never_send_it(engine: str) -> None:
-    _, requests = await scrape_twice(ignoring_queries, Endpoint(preset=preset_for(engine)))
+async def test_presets_without_the_query_never_send_it(start_engines: StartEngines, engine: str) -> None:
+    _, requests = await scrape_twice(start_engines, ignoring_queries, preset_for(engine))
     assert requests == [["/metrics"], ["/metrics"]]
