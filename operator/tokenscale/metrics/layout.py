@@ -21,6 +21,10 @@ differently (a value with a timestamp or digit-group underscores, a value `float
 instead, and the caller takes the generic path, which stays the reference: it gives the sample or raises with
 its own message. A layout the generic path always refuses (a malformed or duplicated series, label sets that
 disagree on bucket bounds, a line without labels: the filter splits it differently) gets no plan at all.
+
+The folds below mirror `tokenscale.metrics.exposition`'s aggregation (which copy a maximum keeps, where a sum
+starts); a change there must be made here too. `tests/unit/metrics/test_reader.py` compares the two paths'
+samples and errors on random values.
 """
 
 from __future__ import annotations
