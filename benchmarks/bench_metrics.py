@@ -9,6 +9,11 @@ exposition and on what vLLM sends for the preset's ``name[]`` query. The endpoin
 prometheus_client does (`benchmarks.restricted_exposition`). Ablations, interleaved with the default so that
 the shared machine's load moves them alike, show what the query saves (the same preset without it: an engine
 that ignores the query) and split the scrape into HTTP and parse.
+
+`bench_layouts` compares, per payload (the operator benchmark's vLLM pod, the ~50 KB payload, the upstream
+fixtures of each engine), the generic parse + normalise with `SampleReader` (a plan per layout), as the scraper
+uses it (one source per pod: the skeleton read once the text's skeleton repeats) and from a source never seen
+before (the family filter's split and the layout look-up, no skeleton), and checks that all three read the same.
 """
 
 from __future__ import annotations
@@ -16,21 +21,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import itertools
 import json
 import resource
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.restricted_exposition import restricted
+from benchmarks import bench_operator
+from benchmarks.restricted_exposition import restricted, restricted_lines
 from benchmarks.vllm_payload import vllm_exposition
 from tokenscale.core.types import EngineSample
 from tokenscale.metrics.engines import preset_for
 from tokenscale.metrics.engines.preset import EnginePreset, ScalarField, sample_from_series
 from tokenscale.metrics.exposition import SeriesParser
+from tokenscale.metrics.reader import SampleReader
 from tokenscale.metrics.scraper import Endpoint, Scraper, ScrapeSettings
 from tokenscale.metrics.source import PodTarget, UnknownReason
 
@@ -100,6 +109,64 @@ def bench_parse() -> None:
         print(f"  {label:<44} {cpu_microseconds_per_call(call):8.0f} µs CPU per payload")
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "metrics"
+
+
+def _layout_payloads() -> list[tuple[str, EnginePreset, str]]:
+    pod = bench_operator.exposition(prefill=False, elapsed_seconds=5.0).decode()
+    payload = vllm_exposition()
+    fixtures = [
+        ("vllm-v1-metrics.txt", "vllm"),
+        ("sglang-metrics.txt", "sglang"),
+        ("trtllm-dynamo-metrics.txt", "trtllm"),
+    ]
+    return [
+        ("vLLM pod of bench_operator, name[] answer", VLLM, restricted_lines(pod, VLLM.exposition_names).decode()),
+        ("vLLM pod of bench_operator, whole", VLLM, pod),
+        ("vLLM ~50 KB payload, name[] answer", VLLM, restricted(payload, VLLM.exposition_names).decode()),
+        ("vLLM ~50 KB payload, whole", VLLM, payload),
+        *[(f"fixture {name}", preset_for(engine), (FIXTURES / name).read_text()) for name, engine in fixtures],
+    ]
+
+
+def bench_layouts() -> None:
+    print("parse + normalise one pod's text, µs CPU (generic: SeriesParser.parse + sample_from_series, warm memo;")
+    print("reader: SampleReader as the scraper uses it; new source: the layout path without the skeleton read):")
+    print(f"  {'payload':<44} {'bytes':>6} {'kept':>5} {'generic':>8} {'reader':>8} {'new src':>8}  reader's path")
+    for label, preset, text in _layout_payloads():
+        parser = SeriesParser()
+        reader = SampleReader()
+        sources = itertools.count()
+
+        def generic(preset: EnginePreset = preset, text: str = text, parser: SeriesParser = parser) -> EngineSample:
+            series = parser.parse(text, preset.series_filter)
+            return sample_from_series(preset, series, timestamp_seconds=0.0, model_name=None)
+
+        def read(preset: EnginePreset = preset, text: str = text, reader: SampleReader = reader) -> EngineSample:
+            return reader.read(preset, text, timestamp_seconds=0.0, model_name=None, source="pod")
+
+        def read_new(
+            preset: EnginePreset = preset,
+            text: str = text,
+            reader: SampleReader = reader,
+            sources: itertools.count[int] = sources,
+        ) -> EngineSample:
+            return reader.read(preset, text, timestamp_seconds=0.0, model_name=None, source=next(sources))
+
+        for _ in range(3):  # compile the layout and let the skeleton probes agree
+            if repr(read()) != repr(generic()) or repr(read_new()) != repr(generic()):
+                raise RuntimeError(f"{label}: the reader reads differently from the generic path")
+        before = reader.stats
+        costs = [cpu_microseconds_per_call(call) for call in (generic, read, read_new)]
+        after = reader.stats
+        path = "skeleton" if after.skeleton_reads > before.skeleton_reads else "layout"
+        if after.generic_reads > before.generic_reads:
+            path = "generic"
+        kept = len(parser.parse(text, preset.series_filter))
+        size = len(text.encode())
+        print(f"  {label:<44} {size:>6} {kept:>5} {costs[0]:>8.1f} {costs[1]:>8.1f} {costs[2]:>8.1f}  {path}")
+
+
 async def _scrape_rounds(
     scraper: Scraper, pods: list[PodTarget], endpoint: Endpoint, rounds: int
 ) -> tuple[float, float]:
@@ -157,6 +224,7 @@ async def bench_scrape(port: int, addresses: list[str]) -> None:
 def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    bench_layouts()
     bench_parse()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.exposition_server", "--count", str(PODS)],

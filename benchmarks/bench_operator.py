@@ -37,8 +37,7 @@ from tokenscale.controller.service import MetricsEndpoint, ServiceMemory, parse_
 from tokenscale.core.types import EngineSample
 from tokenscale.kube.pods import PodInfo
 from tokenscale.metrics import engines
-from tokenscale.metrics.engines.preset import sample_from_series
-from tokenscale.metrics.exposition import SeriesParser
+from tokenscale.metrics.reader import SampleReader
 from tokenscale.metrics.source import PodTarget, Unknown
 
 PORT = 18000
@@ -223,15 +222,14 @@ class InMemoryEngines:
     def __init__(self) -> None:
         self._started = time.monotonic()
         self._preset = engines.preset_for("vllm")
-        self._parser = SeriesParser()
+        self._reader = SampleReader()
         self._samples: dict[tuple[bool, int], EngineSample] = {}
 
     def _sample(self, *, prefill: bool, elapsed_seconds: int) -> EngineSample:
         key = (prefill, elapsed_seconds)
         if key not in self._samples:
             text = exposition(prefill=prefill, elapsed_seconds=elapsed_seconds).decode()
-            series = self._parser.parse(text, self._preset.series_filter)
-            self._samples[key] = sample_from_series(self._preset, series, timestamp_seconds=0.0, model_name=None)
+            self._samples[key] = self._reader.read(self._preset, text, timestamp_seconds=0.0, model_name=None)
         return self._samples[key]
 
     async def scrape(

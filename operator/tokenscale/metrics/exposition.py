@@ -14,6 +14,12 @@ Parsing (`SeriesParser.parse`) has two stages:
    The value is read the same way whether memoised or not: `float` on the rest of the line when it is one
    number without digit-group underscores (the usual line), else `parse_number` on each token.
 
+This parse and the aggregation below are the *generic path*, the reference semantics. The scraper reads
+through `tokenscale.metrics.reader.SampleReader`, which for a layout it has seen before (the same series texts
+in the same order, as every pod of a deployment exposes) reads only the values, by position, with a plan
+compiled once (`tokenscale.metrics.layout`), and falls back to this path for anything unusual: its samples and
+errors are this path's.
+
 Aggregation (`sum_values`, `fraction_value`, `shared_value`, `histogram_from_series`) turns the series of
 one name into one pod-level number, collapsing the label sets the engine splits its view into:
 
@@ -176,11 +182,15 @@ class SeriesParser:
         Raises `ExpositionError` for a malformed wanted line or a series that appears twice (Prometheus
         rejects such a scrape too). Lines of other families are ignored whatever they hold.
         """
+        return self.parse_lines(wanted.split_candidate_lines(text), wanted)
+
+    def parse_lines(self, lines: Iterable[tuple[str, str]], wanted: SeriesFilter) -> list[Series]:
+        """`parse` of lines already found and split by ``wanted.split_candidate_lines``."""
         found: list[Series] = []
         seen: set[str] = set()
         memo = self._memo
         names = wanted.names
-        for head, rest in wanted.split_candidate_lines(text):
+        for head, rest in lines:
             if len(head) + len(rest) > MAX_LINE_CHARS:
                 line = head + rest
                 raise ExpositionError(f"sample line longer than {MAX_LINE_CHARS} characters: {line[:80]!r}")
@@ -190,11 +200,7 @@ class SeriesParser:
                 key, _, value_text = (head + rest).replace("\t", " ").partition(" ")
             series_id = memo.get(key)
             if series_id is None:
-                series_id = _parse_series_text(key)
-                if len(key) <= MAX_MEMO_KEY_CHARS:
-                    if len(memo) >= self._max_memo_entries:
-                        memo.clear()
-                    memo[key] = series_id
+                series_id = self._identify(key)
             if series_id.name not in names:
                 continue
             # The usual line is a value alone, which `float` reads blanks and all; anything else (a timestamp,
@@ -211,6 +217,22 @@ class SeriesParser:
             seen.add(key)
             found.append(Series(series_id, value))
         return found
+
+    def series_id(self, key: str) -> SeriesId:
+        """The identity of the series text ``key`` (name and label set, up to its last ``}``), memoised.
+
+        Raises `ExpositionError` when ``key`` is not one well-formed series text.
+        """
+        series_id = self._memo.get(key)
+        return self._identify(key) if series_id is None else series_id
+
+    def _identify(self, key: str) -> SeriesId:
+        series_id = _parse_series_text(key)
+        if len(key) <= MAX_MEMO_KEY_CHARS:
+            if len(self._memo) >= self._max_memo_entries:
+                self._memo.clear()
+            self._memo[key] = series_id
+        return series_id
 
 
 def _value_of(value_text: str, *, line: str) -> float:

@@ -1,7 +1,7 @@
 """The async scraper: every pod of a role, every tick, through one shared aiohttp session.
 
 `Scraper` holds the process-wide pieces: an `aiohttp.ClientSession` (made on the first scrape, inside the running
-loop), a semaphore bounding concurrent scrapes, the memoising `SeriesParser`, and each pod endpoint's URL, built
+loop), a semaphore bounding concurrent scrapes, the memoising `SampleReader`, and each pod endpoint's URL, built
 once. The session is set up for scraping and nothing else: its connector keeps one idle HTTP/1.1 connection per
 pod endpoint alive between ticks (closed after ``keepalive_seconds`` unused, or when the server ends it) and
 resolves nothing (pod IPs only); no cookie jar, no redirects, no proxies or credentials from the environment, no
@@ -26,7 +26,7 @@ Per pod, in order:
    or a body without one that grows past it while streaming, stops the read (``TooLarge``) and closes the
    connection, so memory per pod is bounded by the cap plus one network read. A body with a
    ``Content-Length`` is read whole in one call: the response parser stops at the declared length;
-4. the body is parsed with the preset (`tokenscale.metrics.engines`); the sample is stamped with the
+4. the body is read with the preset (`tokenscale.metrics.reader`); the sample is stamped with the
    injected clock when the response headers arrived (the server renders the whole exposition before it
    sends them, so that is the instant the counters were read).
 """
@@ -46,8 +46,9 @@ from yarl import URL
 
 import tokenscale
 from tokenscale.core.types import EngineSample
-from tokenscale.metrics.engines.preset import EnginePreset, NoMatchingFamilyError, sample_from_series
-from tokenscale.metrics.exposition import ExpositionError, SeriesParser
+from tokenscale.metrics.engines.preset import EnginePreset, NoMatchingFamilyError
+from tokenscale.metrics.exposition import ExpositionError
+from tokenscale.metrics.reader import SampleReader
 from tokenscale.metrics.source import Clock, PodTarget, SampleOrUnknown, Unknown, UnknownReason
 
 __all__ = ["Endpoint", "IPNetwork", "PodMetricsSource", "ScrapeSettings", "Scraper"]
@@ -101,7 +102,7 @@ class Scraper:
         self._clock = clock
         self._tls_context = tls_context
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
-        self._parser = SeriesParser()
+        self._reader = SampleReader()
         self._session: aiohttp.ClientSession | None = None
         # What each (pod IP, endpoint) resolves to, worked out once: the URLs to request, or why the IP may not
         # be dialled. Bounded by ``max_endpoints``.
@@ -215,9 +216,8 @@ class Scraper:
                 body = b"".join(chunks)
         text = body.decode("utf-8", errors="replace")
         try:
-            series = self._parser.parse(text, endpoint.preset.series_filter)
-            return sample_from_series(
-                endpoint.preset, series, timestamp_seconds=timestamp_seconds, model_name=endpoint.model_name
+            return self._reader.read(
+                endpoint.preset, text, timestamp_seconds=timestamp_seconds, model_name=endpoint.model_name, source=url
             )
         except NoMatchingFamilyError as error:
             return Unknown(timestamp_seconds, UnknownReason.NO_MATCHING_FAMILY, f"{url}: {error}")

@@ -71,7 +71,8 @@ class DerivedField:
     """A field computed from several series or from labels (KV capacity from ``cache_config_info``).
 
     ``compute`` receives the model's series by name and the preset's copy labels, and returns None when the
-    inputs are absent.
+    inputs are absent. It reads only the series of ``names`` (a layout plan hands it only those,
+    `tokenscale.metrics.layout`).
     """
 
     field: str
