@@ -199,7 +199,9 @@ class Scraper:
             timestamp_seconds = self._clock()
             refusal = self._refusal(url, response)
             if refusal is not None:
-                response.close()  # its body is not read: the connection cannot carry another request
+                # The body is not read: a connection it is still arriving on is closed. (A body that came whole
+                # with the headers has already handed its connection back for reuse, as it should.)
+                response.close()
                 return Unknown(timestamp_seconds, *refusal)
             if response.content_length is not None:  # checked against the cap above; the parser stops there
                 body = await response.read()
