@@ -108,9 +108,11 @@ async def test_a_missed_deadline_closes_the_connection(start_engines: StartEngin
 async def test_a_connection_idle_longer_than_the_keepalive_is_closed(start_engines: StartEngines) -> None:
     engines = await start_engines(keep_alive, ips=("127.0.0.2", "127.0.0.3"))
     other = PodTarget("b", "127.0.0.3")
-    async with scraper(keepalive_seconds=0.3) as scraper_:
+    # A keep-alive ten times the other pod's scrape interval, so that a loaded machine cannot make its connection
+    # look idle; the first pod's goes after 1–2 s (the connector checks once per keep-alive).
+    async with scraper(keepalive_seconds=1.0) as scraper_:
         assert isinstance(await scrape(scraper_, engines), EngineSample)
-        for _ in range(6):  # the other pod keeps being scraped, so its connection stays warm
+        for _ in range(25):  # the other pod keeps being scraped, so its connection stays warm
             await asyncio.sleep(0.1)
             assert isinstance(await scrape(scraper_, engines, other), EngineSample)
         await eventually(lambda: engines.ended[POD.ip] == 1)
