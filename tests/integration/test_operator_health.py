@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 from tests.integration import operator_process as op
-from tests.integration.fake_engine import EngineLoad, fake_engines
+from tests.integration import pd_pair as pd
+from tests.integration.pd_pair import DECODE, SERVICE
 from tests.integration.waiting import wait_until
 
 from tokenscale.devcluster import cluster
@@ -16,9 +17,6 @@ from tokenscale.devcluster.kubectl import Kubectl
 
 pytestmark = pytest.mark.integration
 
-PREFILL, DECODE, SERVICE = "llama-prefill", "llama-decode", "llama"
-IDLE_PREFILL = EngineLoad(prompt_tokens_per_second=100.0, requests_per_second=0.1)
-IDLE_DECODE = EngineLoad(generation_tokens_per_second=50.0, requests_per_second=0.1, requests_running=3)
 STALL_SECONDS = 5
 """``--health-stall-seconds``: with 1 s ticks (`op.service`) a service stalls after max(5, 3 x 1) = 5 s."""
 SCRAPE_TIMEOUT_SECONDS = 300
@@ -35,33 +33,22 @@ def _stall_logged(operator: op.OperatorProcess, service: str) -> bool:
 def test_a_hung_scrape_fails_healthz_until_ticks_complete_again(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    op.apply(
+    service = f"{namespace}/{SERVICE}"
+    with pd.running(
+        dev_cluster,
         kubectl,
         namespace,
-        op.deployment(PREFILL, replicas=1, role="prefill"),
-        op.deployment(DECODE, replicas=1, role="decode"),
-        op.service(SERVICE, prefill_target=PREFILL, decode_target=DECODE),
-    )
-    service = f"{namespace}/{SERVICE}"
-    with (
-        fake_engines(
-            kubeconfig=dev_cluster.kubeconfig,
-            namespace=namespace,
-            port=8000,
-            loads=[(PREFILL, IDLE_PREFILL), (DECODE, IDLE_DECODE)],
-        ) as fleet,
-        op.running_operator(
-            kubeconfig=dev_cluster.kubeconfig,
-            namespace=namespace,
-            log_path=tmp_path / "op.log",
-            extra_args=(
-                "--health-stall-seconds",
-                str(STALL_SECONDS),
-                "--scrape-timeout-seconds",
-                str(SCRAPE_TIMEOUT_SECONDS),
-            ),
-        ) as operator,
-    ):
+        tmp_path,
+        prefill=1,
+        decode=1,
+        extra_args=(
+            "--health-stall-seconds",
+            str(STALL_SECONDS),
+            "--scrape-timeout-seconds",
+            str(SCRAPE_TIMEOUT_SECONDS),
+        ),
+    ) as (fleet, operator):
+        op.apply(kubectl, namespace, pd.service())
         op.wait_ready(kubectl, namespace, SERVICE)
         assert wait_until(operator.health, what="the liveness endpoint") == HEALTHY
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 from tests.integration import operator_process as op
+from tests.integration import pd_pair as pd
 from tests.integration.fake_engine import EngineLoad, fake_engines
+from tests.integration.pd_pair import DECODE, IDLE_DECODE, IDLE_PREFILL, PREFILL, SERVICE
 from tests.integration.prometheus import EngineTargets, running_prometheus
 from tests.integration.waiting import wait_until
 
@@ -21,12 +23,9 @@ from tokenscale.devcluster.kubectl import Kubectl
 
 pytestmark = pytest.mark.integration
 
-PREFILL, DECODE, SERVICE = "llama-prefill", "llama-decode", "llama"
 ENGINE_PORT = 8000
 UNUSED_PORT = 9
 """The discard port: nothing listens there on 127.0.0.0/8."""
-IDLE_PREFILL = EngineLoad(prompt_tokens_per_second=100.0, requests_per_second=0.1)
-IDLE_DECODE = EngineLoad(generation_tokens_per_second=50.0, requests_per_second=0.1, requests_running=3)
 # About 70k prompt tokens/s arriving: over twice what one llama-3.1-8b-h100 prefiller sustains (V_P ~31k/s).
 BURST = EngineLoad(
     prompt_tokens_per_second=30_000.0, requests_per_second=30.0, waiting_growth_per_second=40.0, requests_waiting=5
@@ -48,16 +47,7 @@ def _prometheus_config(engine_targets: Path) -> dict[str, object]:
 def test_operator_scales_and_converts_from_prometheus_observations(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    op.apply(
-        kubectl,
-        namespace,
-        op.deployment(PREFILL, replicas=1, role="prefill"),
-        op.deployment(DECODE, replicas=3, role="decode"),
-    )
-    wait_until(
-        lambda: op.ready_pods(kubectl, namespace, PREFILL) == 1 and op.ready_pods(kubectl, namespace, DECODE) == 3,
-        what="1 prefill and 3 decode pods Ready",
-    )
+    pd.apply_pair(kubectl, namespace, prefill=1, decode=3)
     with fake_engines(
         kubeconfig=dev_cluster.kubeconfig,
         namespace=namespace,
@@ -76,10 +66,7 @@ def test_operator_scales_and_converts_from_prometheus_observations(
                 op.apply(
                     kubectl,
                     namespace,
-                    op.service(
-                        SERVICE,
-                        prefill_target=PREFILL,
-                        decode_target=DECODE,
+                    pd.service(
                         decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 3, "maxReplicas": 8},
                         metrics={
                             "source": "prometheus",

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from tests.integration import operator_process as op
+from tests.integration import pd_pair as pd
 from tests.integration.fake_engine import EngineLoad, fake_engines
+from tests.integration.pd_pair import DECODE, IDLE_DECODE, PREFILL, SERVICE
 from tests.integration.waiting import wait_until
 
 from tokenscale.devcluster import cluster
@@ -17,8 +19,6 @@ from tokenscale.kube import pods as kube_pods
 
 pytestmark = pytest.mark.integration
 
-PREFILL, DECODE, SERVICE = "llama-prefill", "llama-decode", "llama"
-IDLE_DECODE = EngineLoad(generation_tokens_per_second=50.0, requests_per_second=0.1, requests_running=3)
 # Far beyond what the prefill bound (max 1) can absorb: the conversion stays wanted for the whole test.
 BURST = EngineLoad(
     prompt_tokens_per_second=30_000.0, requests_per_second=30.0, waiting_growth_per_second=40.0, requests_waiting=5
@@ -29,17 +29,8 @@ MAX_CONVERSION_SECONDS = 12
 def test_restarted_operator_recovers_conversions_and_restores_expired_ones(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    op.apply(
-        kubectl,
-        namespace,
-        op.deployment(PREFILL, replicas=1, role="prefill"),
-        op.deployment(DECODE, replicas=2, role="decode"),
-    )
-    wait_until(lambda: op.ready_pods(kubectl, namespace, DECODE) == 2, what="2 Ready decode pods")
-    spec = op.service(
-        SERVICE,
-        prefill_target=PREFILL,
-        decode_target=DECODE,
+    pd.apply_pair(kubectl, namespace, prefill=1, decode=2)
+    spec = pd.service(
         prefill={"scaleTargetRef": {"name": PREFILL}, "minReplicas": 1, "maxReplicas": 1},
         decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 2, "maxReplicas": 2},
         policy={"tokenscale": {"convertibleDecodersMax": 1, "maxConversionSeconds": MAX_CONVERSION_SECONDS}},

@@ -3,15 +3,15 @@ orphan pods by flipping a selected label, or accept a bad resource; and what its
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.integration import operator_process as op
-from tests.integration.fake_engine import EngineLoad, FakeEngineFleet, fake_engines
+from tests.integration import pd_pair as pd
+from tests.integration.fake_engine import EngineLoad
+from tests.integration.pd_pair import DECODE, IDLE_PREFILL, PREFILL, SERVICE
 from tests.integration.waiting import wait_until
 
 from tokenscale.devcluster import cluster
@@ -19,9 +19,6 @@ from tokenscale.devcluster.kubectl import Kubectl, KubectlError
 
 pytestmark = pytest.mark.integration
 
-PREFILL, DECODE, SERVICE = "llama-prefill", "llama-decode", "llama"
-IDLE_PREFILL = EngineLoad(prompt_tokens_per_second=100.0, requests_per_second=0.1)
-IDLE_DECODE = EngineLoad(generation_tokens_per_second=50.0, requests_per_second=0.1, requests_running=3)
 BUSY_PREFILL = EngineLoad(prompt_tokens_per_second=80_000.0, requests_per_second=80.0)
 BURST = EngineLoad(
     prompt_tokens_per_second=30_000.0, requests_per_second=30.0, waiting_growth_per_second=40.0, requests_waiting=5
@@ -29,58 +26,14 @@ BURST = EngineLoad(
 STATIC = {"name": "static", "static": {"prefillReplicas": 2, "decodeReplicas": 1}}
 
 
-@contextlib.contextmanager
-def _running(
-    dev_cluster: cluster.DevCluster,
-    kubectl: Kubectl,
-    namespace: str,
-    tmp_path: Path,
-    *,
-    prefill: int,
-    decode: int,
-    prefill_load: EngineLoad = IDLE_PREFILL,
-    decode_selector_has_role: bool = False,
-) -> Iterator[tuple[FakeEngineFleet, op.OperatorProcess]]:
-    """Both Deployments with Ready pods, fake engines on their IPs, and the operator running."""
-    op.apply(
-        kubectl,
-        namespace,
-        op.deployment(PREFILL, replicas=prefill, role="prefill"),
-        op.deployment(DECODE, replicas=decode, role="decode", selector_has_role=decode_selector_has_role),
-    )
-    wait_until(
-        lambda: (
-            op.ready_pods(kubectl, namespace, PREFILL) == prefill
-            and op.ready_pods(kubectl, namespace, DECODE) == decode
-        ),
-        what="Ready pods",
-    )
-    with (
-        fake_engines(
-            kubeconfig=dev_cluster.kubeconfig,
-            namespace=namespace,
-            port=8000,
-            loads=[(PREFILL, prefill_load), (DECODE, IDLE_DECODE)],
-        ) as fleet,
-        op.running_operator(
-            kubeconfig=dev_cluster.kubeconfig, namespace=namespace, log_path=tmp_path / "op.log"
-        ) as operator,
-    ):
-        yield fleet, operator
-
-
-def _service(**spec: Any) -> dict[str, Any]:
-    return op.service(SERVICE, prefill_target=PREFILL, decode_target=DECODE, **spec)
-
-
 def test_metrics_outage_holds_and_never_scales_in(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    with _running(dev_cluster, kubectl, namespace, tmp_path, prefill=3, decode=1, prefill_load=BUSY_PREFILL) as (
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=3, decode=1, prefill_load=BUSY_PREFILL) as (
         fleet,
         operator,
     ):
-        op.apply(kubectl, namespace, _service(behavior={"scaleInStabilizationSeconds": 0}))
+        op.apply(kubectl, namespace, pd.service(behavior={"scaleInStabilizationSeconds": 0}))
         op.wait_ready(kubectl, namespace, SERVICE)
         assert op.spec_replicas(kubectl, namespace, PREFILL) == 3  # 80k tokens/s needs 3 prefillers
         # The engines stop answering, and behind the outage the load falls.
@@ -119,8 +72,8 @@ def test_hpa_on_a_target_is_a_conflict_and_nothing_is_actuated(
             ],
         },
     }
-    with _running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=1):
-        op.apply(kubectl, namespace, hpa, _service(policy=STATIC))
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=1):
+        op.apply(kubectl, namespace, hpa, pd.service(policy=STATIC))
         wait_until(
             lambda: op.condition(kubectl, namespace, SERVICE, "ScalingConflict") == ("True", "OtherAutoscaler"),
             what="ScalingConflict",
@@ -139,8 +92,8 @@ def test_hpa_on_a_target_is_a_conflict_and_nothing_is_actuated(
 def test_dry_run_reports_decisions_but_never_patches(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    with _running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=1):
-        op.apply(kubectl, namespace, _service(policy=STATIC, dryRun=True))
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=1):
+        op.apply(kubectl, namespace, pd.service(policy=STATIC, dryRun=True))
         wait_until(
             lambda: op.status_of(kubectl, namespace, SERVICE).get("prefill", {}).get("desiredReplicas") == 2,
             what="desired prefill 2 in status",
@@ -154,11 +107,11 @@ def test_dry_run_reports_decisions_but_never_patches(
 def test_role_label_in_the_selector_refuses_conversion(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    with _running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=2, decode_selector_has_role=True) as (
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=2, decode_selector_has_role=True) as (
         fleet,
         _operator,
     ):
-        op.apply(kubectl, namespace, _service(decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 2}))
+        op.apply(kubectl, namespace, pd.service(decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 2}))
         op.wait_ready(kubectl, namespace, SERVICE)
         fleet.set_load(PREFILL, BURST)
         wait_until(
@@ -186,7 +139,7 @@ def test_role_label_in_the_selector_refuses_conversion(
 )
 def test_api_server_refuses_bad_resources(kubectl: Kubectl, namespace: str, spec: dict[str, Any], message: str) -> None:
     with pytest.raises(KubectlError) as refused:
-        op.apply(kubectl, namespace, _service(**spec))
+        op.apply(kubectl, namespace, pd.service(**spec))
     assert message in str(refused.value)
 
 
@@ -211,8 +164,8 @@ def test_operator_refuses_what_the_schema_cannot(
     spec: dict[str, Any],
     reason: str,
 ) -> None:
-    with _running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=1):
-        op.apply(kubectl, namespace, _service(**spec))
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=1):
+        op.apply(kubectl, namespace, pd.service(**spec))
         wait_until(
             lambda: op.condition(kubectl, namespace, SERVICE, "Ready") == ("False", reason),
             what=f"Ready False {reason}",
@@ -224,8 +177,8 @@ def test_operator_refuses_what_the_schema_cannot(
 def test_deleting_the_service_restores_converted_pods(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    with _running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=2) as (fleet, _operator):
-        op.apply(kubectl, namespace, _service(decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 2}))
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=2) as (fleet, _operator):
+        op.apply(kubectl, namespace, pd.service(decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 2}))
         op.wait_ready(kubectl, namespace, SERVICE)
         fleet.set_load(PREFILL, BURST)
         converted = wait_until(lambda: op.converted_pods(kubectl, namespace, DECODE), what="a conversion")

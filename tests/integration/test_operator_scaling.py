@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from tests.integration import operator_process as op
-from tests.integration.fake_engine import EngineLoad, fake_engines
+from tests.integration import pd_pair as pd
+from tests.integration.fake_engine import EngineLoad
+from tests.integration.pd_pair import DECODE, IDLE_PREFILL, PREFILL, SERVICE
 from tests.integration.waiting import wait_until
 
 from tokenscale.devcluster import cluster
@@ -17,9 +19,6 @@ from tokenscale.devcluster.kubectl import Kubectl
 
 pytestmark = pytest.mark.integration
 
-PREFILL, DECODE, SERVICE = "llama-prefill", "llama-decode", "llama"
-IDLE_PREFILL = EngineLoad(prompt_tokens_per_second=100.0, requests_per_second=0.1)
-IDLE_DECODE = EngineLoad(generation_tokens_per_second=50.0, requests_per_second=0.1, requests_running=3)
 # 30k prompt tokens/s processed and the queue growing by 40 requests/s of 1000 tokens: about 70k tokens/s
 # arriving, over twice what one llama-3.1-8b-h100 prefiller sustains (V_P about 31k tokens/s).
 BURST = EngineLoad(
@@ -32,31 +31,11 @@ RESTORE_STABILIZATION_SECONDS = 4
 def test_burst_converts_decoders_raises_prefill_then_both_unwind(
     dev_cluster: cluster.DevCluster, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
-    op.apply(
-        kubectl,
-        namespace,
-        op.deployment(PREFILL, replicas=1, role="prefill"),
-        op.deployment(DECODE, replicas=3, role="decode"),
-    )
-    wait_until(lambda: op.ready_pods(kubectl, namespace, DECODE) == 3, what="3 Ready decode pods")
-    with (
-        fake_engines(
-            kubeconfig=dev_cluster.kubeconfig,
-            namespace=namespace,
-            port=8000,
-            loads=[(PREFILL, IDLE_PREFILL), (DECODE, IDLE_DECODE)],
-        ) as fleet,
-        op.running_operator(
-            kubeconfig=dev_cluster.kubeconfig, namespace=namespace, log_path=tmp_path / "op.log"
-        ) as operator,
-    ):
+    with pd.running(dev_cluster, kubectl, namespace, tmp_path, prefill=1, decode=3) as (fleet, operator):
         op.apply(
             kubectl,
             namespace,
-            op.service(
-                SERVICE,
-                prefill_target=PREFILL,
-                decode_target=DECODE,
+            pd.service(
                 decode={"scaleTargetRef": {"name": DECODE}, "minReplicas": 3, "maxReplicas": 8},
                 behavior={"scaleInStabilizationSeconds": STABILIZATION_SECONDS},
                 policy={
